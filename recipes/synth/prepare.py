@@ -429,8 +429,10 @@ def asterisk_transcripts(path: str = ASTERISK_TXT) -> dict[str, str]:
 
 
 def reliable_transcript(text: str) -> bool:
-    """Transcripts describing sounds ([beep]), alternatives (a/b) or abbreviations are skipped."""
-    if not text or re.search(r"[\[\]<>/()]", text) or _RE_ABBREV.search(text):
+    """Transcripts describing sounds ([beep]), alternatives (a/b), abbreviations, keypad symbols
+    (``#``/``*`` are spoken "pound"/"star" but normalise to nothing) and digit strings whose reading
+    is ambiguous (``1234`` read digit by digit, ``H.323``) are skipped."""
+    if not text or re.search(r"[\[\]<>/()#*]|\d{4,}|\w\.\d", text) or _RE_ABBREV.search(text):
         return False
     return bool(normalize(text))
 
