@@ -1,0 +1,154 @@
+"""Self-describing checkpoints and the registry of bundled models.
+
+A checkpoint file is a ``torch.save`` dictionary:
+
+* ``format``: ``"asr-ctc/1"``
+* ``config``: :class:`~asr.model.ModelConfig` as a dict
+* ``features``: :class:`~asr.features.FeatureConfig` as a dict
+* ``tokenizer``: the vocabulary (and the sentencepiece model for BPE)
+* ``model``: the state dict, global CMVN statistics included (``cmvn.mean``, ``cmvn.istd``)
+* ``meta``: free-form provenance (data, steps, metrics)
+
+It loads with ``weights_only=True``: no code is unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from .features import FeatureConfig, LogMel
+from .model import CTCModel, ModelConfig
+from .tokenizer import Tokenizer, tokenizer_from_dict
+
+__all__ = ["Recognizer", "load_model", "save_checkpoint", "available_models", "ModelNotFoundError", "FORMAT"]
+
+FORMAT = "asr-ctc/1"
+MODELS_DIR = Path(__file__).parent / "models"
+
+
+class ModelNotFoundError(FileNotFoundError):
+    pass
+
+
+@dataclass
+class Recognizer:
+    """Everything needed to turn audio into text: one shared, stateless model.
+
+    Streams (:class:`streaming.Stream`) hold all per-utterance state; any number of
+    them can share one ``Recognizer``.
+    """
+
+    model: CTCModel
+    tokenizer: Tokenizer
+    features: FeatureConfig
+    name: str = "unnamed"
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.model.eval()
+        self.logmel = LogMel(self.features)
+
+    @property
+    def step_s(self) -> float:
+        """Seconds per output step."""
+        return self.model.cfg.subsampling * self.features.frame_shift_s
+
+    def stream(self, sample_rate: int = 16000, **kwargs):
+        """A new :class:`streaming.Stream` over this model."""
+        from streaming.stream import Stream
+
+        return Stream(self, sample_rate=sample_rate, **kwargs)
+
+    def transcribe(self, samples, sample_rate: int = 16000, chunk_samples: Optional[int] = None):
+        """Offline transcription = feed a stream (in chunks) and finish it."""
+        st = self.stream(sample_rate)
+        wave = samples
+        n = len(wave)
+        step = chunk_samples or max(n, 1)
+        for i in range(0, n, step):
+            st.accept_waveform(wave[i : i + step])
+        return st.finish()
+
+    def save(self, path: Union[str, Path], meta: Optional[dict] = None, half: bool = False) -> None:
+        save_checkpoint(path, self.model, self.tokenizer, self.features, meta or self.meta, half=half)
+
+
+def save_checkpoint(path, model: CTCModel, tokenizer: Tokenizer, features: FeatureConfig, meta=None, half=False, extra=None) -> None:
+    """Write a self-describing checkpoint atomically (temp file + rename)."""
+    sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if half:
+        sd = {k: (v.half() if v.is_floating_point() and not k.startswith("cmvn.") else v) for k, v in sd.items()}
+    ckpt = {
+        "format": FORMAT,
+        "config": model.cfg.to_dict(),
+        "features": asdict(features),
+        "tokenizer": tokenizer.to_dict(),
+        "model": sd,
+        "meta": meta or {},
+    }
+    if extra:
+        ckpt.update(extra)
+    atomic_save(ckpt, path)
+
+
+def atomic_save(obj, path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def available_models() -> dict:
+    """Bundled model name -> path (only those whose file is present)."""
+    return {p.stem: p for p in sorted(MODELS_DIR.glob("*.pt"))}
+
+
+def load_model(name_or_path: Union[str, Path] = "default", device: str = "cpu") -> Recognizer:
+    """Load a bundled model by name (``"default"``) or any checkpoint path."""
+    path = Path(name_or_path)
+    bundled = available_models()
+    if str(name_or_path) in bundled:
+        path = bundled[str(name_or_path)]
+    elif not path.suffix and not path.exists():
+        known = ", ".join(bundled) or "none yet"
+        if str(name_or_path) == "default":
+            raise ModelNotFoundError(
+                "no bundled model 'default' exists yet (bundled models: none); "
+                "train one with `asr train` and pass its checkpoint with --model PATH"
+            )
+        raise ModelNotFoundError(f"unknown model {str(name_or_path)!r} (bundled models: {known})")
+    if not path.exists():
+        raise ModelNotFoundError(f"model file not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # corrupt file, not a torch checkpoint
+        raise ValueError(f"{path}: not a readable model checkpoint ({e.__class__.__name__}: {e})") from None
+    return recognizer_from_checkpoint(ckpt, name=path.stem if path.stem != "default" else "default")
+
+
+def recognizer_from_checkpoint(ckpt: dict, name: str = "unnamed") -> Recognizer:
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"not an {FORMAT} checkpoint")
+    cfg = ModelConfig(**ckpt["config"])
+    model = CTCModel(cfg)
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    model.load_state_dict(sd)
+    return Recognizer(
+        model=model,
+        tokenizer=tokenizer_from_dict(ckpt["tokenizer"]),
+        features=FeatureConfig(**ckpt["features"]),
+        name=name,
+        meta=dict(ckpt.get("meta", {})),
+    )

@@ -1,0 +1,164 @@
+"""CTC decoding: greedy search with word times and confidences, streaming-capable.
+
+:class:`GreedyCTCDecoder` consumes log-probabilities step by step and can be asked
+for its current hypothesis at any time without changing it, so one decoder serves
+offline decoding, partial results and final results alike. It also carries the
+simple endpoint rule the server uses (trailing blank time after speech, maximum
+segment length); an endpoint only *segments* the token sequence, it never resets
+the acoustic state, so the concatenated finals equal the whole-file transcript.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional
+
+import torch
+
+from .tokenizer import WORD_START, Tokenizer
+
+__all__ = ["Word", "Result", "GreedyCTCDecoder", "EndpointConfig", "greedy_decode"]
+
+
+@dataclass
+class Word:
+    word: str
+    start: float  # seconds from the start of the stream
+    end: float  # seconds
+    conf: float  # mean posterior of the word's tokens at their peaks, 0..1
+
+    def to_dict(self) -> dict:
+        return {"word": self.word, "start": round(self.start, 3), "end": round(self.end, 3), "conf": round(self.conf, 3)}
+
+
+@dataclass
+class Result:
+    text: str
+    words: List[Word] = field(default_factory=list)
+    start: float = 0.0  # seconds: segment start (stream time)
+    end: float = 0.0  # seconds: audio decoded so far / segment end
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "words": [w.to_dict() for w in self.words],
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+        }
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """When a segment ends on its own (server-side endpointing)."""
+
+    trailing_silence_s: float = 0.8  # blank-only time after the last token that closes a segment
+    max_segment_s: float = 20.0  # a segment longer than this is closed at the next token gap
+    enabled: bool = True
+
+
+@dataclass
+class _Token:
+    id: int
+    first: int  # first step where it was the arg-max
+    last: int  # last step of its run
+    prob: float  # peak posterior
+
+
+class GreedyCTCDecoder:
+    """Best-path CTC decoding, fed incrementally.
+
+    ``step_s`` is the duration of one output step (model subsampling x frame shift);
+    ``offset_s`` shifts reported times (audio consumed before the first step).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, step_s: float, offset_s: float = 0.0):
+        self.tok = tokenizer
+        self.step_s = step_s
+        self.offset_s = offset_s
+        self.tokens: List[_Token] = []
+        self.prev = 0  # arg-max id of the previous step (collapses repeats across chunks)
+        self.steps = 0  # steps consumed
+        self.seg_token = 0  # index of the first token of the current segment
+        self.seg_step = 0  # first step of the current segment
+
+    def accept(self, log_probs: torch.Tensor) -> None:
+        """log_probs: ``(steps, vocab)`` for this stream."""
+        if log_probs.numel() == 0:
+            return
+        best, ids = log_probs.max(dim=-1)
+        ids_l = ids.tolist()
+        probs = best.exp().tolist()
+        prev = self.prev
+        for k, (i, p) in enumerate(zip(ids_l, probs)):
+            t = self.steps + k
+            if i != 0:
+                if i == prev and self.tokens:
+                    tok = self.tokens[-1]
+                    tok.last = t
+                    tok.prob = max(tok.prob, p)
+                else:
+                    self.tokens.append(_Token(i, t, t, p))
+            prev = i
+        self.prev = prev
+        self.steps += len(ids_l)
+
+    # ---- results -------------------------------------------------------------------
+    def _t(self, step: int) -> float:
+        return self.offset_s + step * self.step_s
+
+    def _words(self, tokens: List[_Token]) -> List[Word]:
+        words: List[Word] = []
+        text, first, last, probs = "", None, None, []
+
+        def close():
+            if text:
+                words.append(Word(text, self._t(first), self._t(last + 1), sum(probs) / len(probs)))
+
+        for tok in tokens:
+            piece = self.tok.pieces[tok.id]
+            if piece.startswith(WORD_START):
+                close()
+                text, first, last, probs = "", None, None, []
+                piece = piece[len(WORD_START) :]
+            if piece:
+                if first is None:
+                    first = tok.first
+                text += piece
+                last = tok.last
+            probs.append(tok.prob)
+        close()
+        return words
+
+    def result(self) -> Result:
+        """The current segment's hypothesis; changes nothing."""
+        words = self._words(self.tokens[self.seg_token :])
+        return Result(" ".join(w.word for w in words), words, self._t(self.seg_step), self._t(self.steps))
+
+    def full_result(self) -> Result:
+        """Hypothesis over the whole stream (all segments)."""
+        words = self._words(self.tokens)
+        return Result(" ".join(w.word for w in words), words, self._t(0), self._t(self.steps))
+
+    def endpoint(self, cfg: EndpointConfig) -> bool:
+        """True when the current segment should be closed (see :class:`EndpointConfig`)."""
+        if not cfg.enabled or len(self.tokens) == self.seg_token:
+            return False
+        trailing = (self.steps - 1 - self.tokens[-1].last) * self.step_s
+        if trailing >= cfg.trailing_silence_s:
+            return True
+        seg_len = (self.steps - self.seg_step) * self.step_s
+        return seg_len >= cfg.max_segment_s and self.prev == 0
+
+    def close_segment(self) -> Result:
+        """Return the current segment's result and start a new segment."""
+        res = self.result()
+        self.seg_token = len(self.tokens)
+        self.seg_step = self.steps
+        return res
+
+
+def greedy_decode(log_probs: torch.Tensor, length: int, tokenizer: Tokenizer, step_s: float) -> Result:
+    """Offline greedy decoding of one utterance: log_probs ``(steps, vocab)``."""
+    dec = GreedyCTCDecoder(tokenizer, step_s)
+    dec.accept(log_probs[:length])
+    return dec.result()

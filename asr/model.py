@@ -1,0 +1,235 @@
+"""Acoustic model: global CMVN -> causal conv subsampling -> unidirectional RNN stack -> CTC.
+
+The model holds no stream state. Streaming callers own a state dictionary
+(see :meth:`CTCModel.init_state`) and pass it through :meth:`CTCModel.infer`;
+training calls :meth:`CTCModel.forward`, which is ``infer`` from a fresh state.
+Both paths run the same code, so a stream fed in any chunking gives the same
+log-probabilities as one whole-utterance call.
+
+State layout (every tensor has the batch on dim 0, so streams are stacked with
+``torch.cat`` and split with ``torch.split``; see :func:`stack_states`):
+
+* ``conv{i}``: ``(B, channels_in, kernel - stride)`` - the last input frames of
+  conv layer ``i``, its causal left context;
+* ``h``: ``(B, layers, hidden)`` - RNN hidden state; ``c``: same, LSTM only.
+
+This module imports nothing from data, training or serving code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+__all__ = ["ModelConfig", "CTCModel", "stack_states", "unstack_states", "State"]
+
+State = Dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture; stored in every checkpoint (``ModelConfig(**ckpt["config"])``)."""
+
+    n_mels: int = 80  # input feature bins (must match FeatureConfig.n_mels)
+    vocab_size: int = 29  # CTC outputs including blank (id 0)
+    conv_channels: int = 256  # channels of the subsampling convolutions
+    conv_kernel: int = 3  # time kernel of each subsampling conv (causal: left context kernel-stride)
+    conv_strides: Tuple[int, ...] = (2, 2)  # one entry per conv layer; product = frame-rate reduction
+    rnn_type: str = "gru"  # "gru" or "lstm": the recurrent cell (compared at equal parameters)
+    rnn_layers: int = 4  # stacked unidirectional layers
+    rnn_hidden: int = 384  # hidden units per layer
+    dropout: float = 0.1  # between RNN layers, training only
+    # Layers are pre-LayerNorm with residual connections: LayerNorm helps CTC leave its
+    # initial plateau and residuals keep deep stacks trainable.
+
+    def __post_init__(self):
+        if self.rnn_type not in ("gru", "lstm"):
+            raise ValueError(f"rnn_type must be 'gru' or 'lstm', got {self.rnn_type!r}")
+        if self.conv_kernel < max(self.conv_strides):
+            raise ValueError("conv_kernel must be >= every conv stride")
+        object.__setattr__(self, "conv_strides", tuple(self.conv_strides))
+
+    @property
+    def subsampling(self) -> int:
+        """Input frames per output step."""
+        s = 1
+        for x in self.conv_strides:
+            s *= x
+        return s
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["conv_strides"] = list(self.conv_strides)
+        return d
+
+
+class GlobalCMVN(nn.Module):
+    """Per-bin global mean/variance normalisation; statistics are buffers saved with the model."""
+
+    def __init__(self, n_mels: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_mels))
+        self.register_buffer("istd", torch.ones(n_mels))
+
+    def set_stats(self, mean: Tensor, std: Tensor) -> None:
+        self.mean.copy_(mean)
+        self.istd.copy_(1.0 / std.clamp_min(1e-5))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) * self.istd
+
+
+class CausalConv(nn.Module):
+    """1-D conv over time, causal, strided; left context carried as state.
+
+    Input is consumed in whole stride blocks: ``T`` input frames give ``T // stride``
+    outputs; output ``t`` sees input frames ``[(t+1)*stride - kernel, (t+1)*stride)``.
+    The first call is left-padded with zeros (the initial state).
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int):
+        super().__init__()
+        self.kernel, self.stride, self.c_in = kernel, stride, c_in
+        self.context = kernel - stride
+        self.conv = nn.Conv1d(c_in, c_out, kernel, stride)
+        self.act = nn.GELU()
+
+    def forward(self, x: Tensor, lengths: Tensor, cache: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """x: (B, C_in, T); cache: (B, C_in, context). Returns (B, C_out, T//stride), lengths, new cache."""
+        B, _, T = x.shape
+        full = torch.cat([cache, x], dim=2)  # (B, C, context + T)
+        n_out = T // self.stride
+        y = self.act(self.conv(full[:, :, : self.context + n_out * self.stride]))
+        out_lengths = torch.div(lengths, self.stride, rounding_mode="floor")
+        # new cache: the `context` frames before each stream's first unconsumed frame
+        if self.context > 0:
+            end = out_lengths * self.stride + self.context  # index into `full`
+            idx = end[:, None] - self.context + torch.arange(self.context, device=x.device)[None]
+            new_cache = torch.gather(full, 2, idx[:, None, :].expand(B, full.shape[1], self.context))
+        else:
+            new_cache = cache
+        return y, out_lengths, new_cache
+
+
+class CTCModel(nn.Module):
+    """Streaming CTC acoustic model.
+
+    ``forward(feats, lengths) -> (log_probs, out_lengths)`` for training;
+    ``infer(feats, lengths, state) -> (log_probs, out_lengths, state)`` for streaming.
+
+    feats: ``(B, T, n_mels)`` log-mel frames (10 ms each), *un*-normalised (the model
+    applies its own global CMVN); lengths: ``(B,)`` valid frames per item.
+    log_probs: ``(B, T // subsampling, vocab_size)``, one step per
+    ``subsampling * 10`` ms. Only whole subsampling blocks are consumed: callers
+    streaming audio keep the ``T % subsampling`` leftover frames for the next call.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.cmvn = GlobalCMVN(cfg.n_mels)
+        convs = []
+        c_in = cfg.n_mels
+        for s in cfg.conv_strides:
+            convs.append(CausalConv(c_in, cfg.conv_channels, cfg.conv_kernel, s))
+            c_in = cfg.conv_channels
+        self.convs = nn.ModuleList(convs)
+        self.proj = nn.Linear(cfg.conv_channels, cfg.rnn_hidden)
+        rnn_cls = nn.GRU if cfg.rnn_type == "gru" else nn.LSTM
+        self.norms = nn.ModuleList(nn.LayerNorm(cfg.rnn_hidden) for _ in range(cfg.rnn_layers))
+        self.rnns = nn.ModuleList(
+            rnn_cls(cfg.rnn_hidden, cfg.rnn_hidden, batch_first=True) for _ in range(cfg.rnn_layers)
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out_norm = nn.LayerNorm(cfg.rnn_hidden)
+        self.output = nn.Linear(cfg.rnn_hidden, cfg.vocab_size)
+
+    # ---- state ---------------------------------------------------------------------------
+    def init_state(self, batch: int = 1) -> State:
+        """Fresh state for ``batch`` streams (zeros: the same left padding training sees)."""
+        p = next(self.parameters())
+        st: State = {}
+        c_in = self.cfg.n_mels
+        for i, conv in enumerate(self.convs):
+            st[f"conv{i}"] = p.new_zeros(batch, c_in, conv.context)
+            c_in = self.cfg.conv_channels
+        st["h"] = p.new_zeros(batch, self.cfg.rnn_layers, self.cfg.rnn_hidden)
+        if self.cfg.rnn_type == "lstm":
+            st["c"] = p.new_zeros(batch, self.cfg.rnn_layers, self.cfg.rnn_hidden)
+        return st
+
+    # ---- compute -------------------------------------------------------------------------
+    def forward(self, feats: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
+        log_probs, out_lengths, _ = self.infer(feats, lengths, None)
+        return log_probs, out_lengths
+
+    def infer(
+        self, feats: Tensor, lengths: Tensor, state: Optional[State] = None
+    ) -> Tuple[Tensor, Tensor, State]:
+        B = feats.shape[0]
+        if state is None:
+            state = self.init_state(B)
+        new_state: State = {}
+        x = self.cmvn(feats)
+        # zero the padding so it never leaks into the conv caches of shorter items
+        T = x.shape[1]
+        mask = torch.arange(T, device=x.device)[None, :] < lengths[:, None]
+        x = (x * mask[..., None]).transpose(1, 2)  # (B, n_mels, T)
+        lens = lengths
+        for i, conv in enumerate(self.convs):
+            x, lens, new_state[f"conv{i}"] = conv(x, lens, state[f"conv{i}"])
+        x = self.proj(x.transpose(1, 2))  # (B, T', H)
+        Tp = x.shape[1]
+        h0 = state["h"].transpose(0, 1).contiguous()  # (layers, B, H)
+        c0 = state["c"].transpose(0, 1).contiguous() if "c" in state else None
+        hs: List[Tensor] = []
+        cs: List[Tensor] = []
+        if Tp == 0:
+            new_state["h"] = state["h"]
+            if c0 is not None:
+                new_state["c"] = state["c"]
+            return x.new_zeros(B, 0, self.cfg.vocab_size), lens, new_state
+        # packing keeps each item's final hidden state at its own length (batched streams)
+        uniform = bool((lens == Tp).all())
+        for k, (norm, rnn) in enumerate(zip(self.norms, self.rnns)):
+            y = norm(x)
+            hx = h0[k : k + 1] if c0 is None else (h0[k : k + 1], c0[k : k + 1])
+            if uniform:
+                y, hn = rnn(y, hx)
+            else:
+                packed = pack_padded_sequence(y, lens.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
+                y, hn = rnn(packed, hx)
+                y, _ = pad_packed_sequence(y, batch_first=True, total_length=Tp)
+            if c0 is None:
+                hn_h = hn
+            else:
+                hn_h, hn_c = hn
+                # items with no new frames keep their old state
+                cs.append(torch.where((lens > 0)[None, :, None], hn_c, c0[k : k + 1]))
+            hs.append(torch.where((lens > 0)[None, :, None], hn_h, h0[k : k + 1]))
+            x = x + self.dropout(y)
+        new_state["h"] = torch.cat(hs, 0).transpose(0, 1)
+        if c0 is not None:
+            new_state["c"] = torch.cat(cs, 0).transpose(0, 1)
+        logits = self.output(self.out_norm(x))
+        return torch.log_softmax(logits, dim=-1), lens, new_state
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def stack_states(states: List[State]) -> State:
+    """Per-stream states (batch 1 or more each) -> one batched state."""
+    return {k: torch.cat([s[k] for s in states], 0) for k in states[0]}
+
+
+def unstack_states(state: State, sizes: Optional[List[int]] = None) -> List[State]:
+    """Batched state -> per-stream states (batch 1 each, or ``sizes``)."""
+    B = next(iter(state.values())).shape[0]
+    sizes = sizes or [1] * B
+    parts = {k: torch.split(v, sizes, 0) for k, v in state.items()}
+    return [{k: parts[k][i] for k in state} for i in range(len(sizes))]

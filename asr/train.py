@@ -1,0 +1,420 @@
+"""``asr train``: CTC training with exact resume, on one CPU or many processes (torchrun / DDP).
+
+Usage::
+
+    asr train --config recipes/synth/conf/gru.toml --exp exp/gru            # start or continue
+    asr train --config recipes/synth/conf/gru.toml --exp exp/gru --set rnn_hidden=512 lr=1e-3
+    torchrun --nproc-per-node 2 -m asr train --config ... --exp ...          # DDP (gloo on CPU, nccl on GPU)
+
+Everything needed to continue is in ``EXP/last.pt`` (model, optimizer, scheduler,
+sampler position, random generator states, wall-clock spent); a run started again
+with the same ``--exp`` resumes from it exactly unless ``--restart`` is given.
+``EXP/best.pt`` is the checkpoint with the lowest dev WER so far (self-describing,
+loadable with ``asr.load_model``). Metrics go to ``EXP/log.jsonl``; plot them with
+``tools/plot_training.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .checkpoint import atomic_save, save_checkpoint
+from .data import BucketBatchSampler, SpeechDataset, collate, read_manifest
+from .decoding import greedy_decode
+from .features import FeatureConfig, LogMel
+from .model import CTCModel, ModelConfig
+from .tokenizer import CharTokenizer, tokenizer_from_dict, train_bpe
+
+__all__ = ["TrainConfig", "train", "register"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training run settings. Every field can be set in a TOML config or with ``--set key=value``."""
+
+    # ---- data ----
+    train_manifest: str = "/work/data/synth/train.jsonl"  # JSON-lines manifest (audio, text, duration)
+    dev_manifest: str = "/work/data/synth/dev.jsonl"  # model selection: lowest greedy WER here
+    extra_dev: Tuple[str, ...] = ()  # more manifests scored each epoch (reported only, never selected on)
+    aug_dir: str = "/work/data/synth/aug"  # noise / room-response material for asr.augment ("" = synthetic only)
+    max_utt_seconds: float = 16.0  # longer training utterances are skipped
+    valid_max_utts: int = 400  # dev utterances scored per epoch (first N)
+    # ---- units ----
+    units: str = "bpe"  # "char" or "bpe" (sentencepiece, trained on the training texts)
+    bpe_vocab: int = 256  # BPE pieces incl. blank; fewer tokens per second than characters, so stride 4 fits
+    # ---- model (see asr.model.ModelConfig) ----
+    rnn_type: str = "gru"  # "gru" or "lstm"
+    rnn_layers: int = 4
+    rnn_hidden: int = 384
+    conv_channels: int = 256
+    conv_kernel: int = 3
+    conv_strides: Tuple[int, ...] = (2, 2)  # product 4: 40 ms output steps
+    dropout: float = 0.1
+    # ---- optimisation ----
+    max_batch_seconds: float = 160.0  # padded audio seconds per batch (batch size x longest utterance)
+    lr: float = 2e-3  # peak AdamW learning rate
+    warmup_steps: int = 300  # linear warm-up: short, the schedule should not wait
+    decay_steps: int = 20000  # cosine decay from peak to lr*final_lr_ratio over this many steps, then flat
+    final_lr_ratio: float = 0.05
+    weight_decay: float = 0.01
+    grad_clip: float = 5.0  # max global gradient norm
+    epochs: int = 100  # stop after this many epochs
+    max_steps: int = 0  # stop after this many optimizer steps (0 = no limit)
+    max_hours: float = 0.0  # stop after this many wall-clock hours in this invocation (0 = no limit)
+    # ---- augmentation ----
+    augment: bool = True  # waveform augmentation (asr.augment): speed, noise, reverb, gain, telephone band
+    spec_augment: bool = True  # SpecAugment frequency/time masks
+    aug_first_epoch: float = 0.3  # share of utterances augmented in epoch 0 (ramp: clean data first)
+    aug_prob: float = 0.8  # share of utterances augmented from epoch 1 on
+    sorta_grad: bool = True  # epoch 0 ordered short to long
+    # ---- bookkeeping ----
+    ckpt_minutes: float = 5.0  # write EXP/last.pt at least this often
+    log_every: int = 25  # steps between log lines
+    cmvn_utts: int = 400  # utterances used for the global mean/variance statistics
+    num_workers: int = 1  # data-loading processes (augmentation + features)
+    threads: int = 2  # torch intra-op threads per process
+    seed: int = 0
+
+    @classmethod
+    def from_sources(cls, config_file: Optional[str], overrides: list) -> "TrainConfig":
+        values = {}
+        if config_file:
+            with open(config_file, "rb") as f:
+                values.update(tomllib.load(f))
+        for item in overrides or []:
+            if "=" not in item:
+                raise ValueError(f"--set expects key=value, got {item!r}")
+            k, v = item.split("=", 1)
+            values[k.strip()] = v.strip()
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        typed = {}
+        for k, v in values.items():
+            if k not in fields:
+                raise ValueError(f"unknown training option {k!r}")
+            default = fields[k].default
+            typed[k] = _coerce(v, default, k)
+        return cls(**typed)
+
+
+def _coerce(v, default, key):
+    if isinstance(v, str) and not isinstance(default, str):
+        try:
+            v = json.loads(v if not isinstance(default, bool) else v.lower())
+        except json.JSONDecodeError:
+            raise ValueError(f"option {key}: cannot parse {v!r}") from None
+    if isinstance(default, tuple):
+        return tuple(v) if isinstance(v, (list, tuple)) else (v,)
+    if isinstance(default, bool):
+        return bool(v)
+    if isinstance(default, float):
+        return float(v)
+    if isinstance(default, int):
+        return int(v)
+    return v
+
+
+def lr_lambda(cfg: TrainConfig):
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.decay_steps))
+        return cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return f
+
+
+def _model_config(cfg: TrainConfig, vocab_size: int, n_mels: int) -> ModelConfig:
+    return ModelConfig(
+        n_mels=n_mels, vocab_size=vocab_size, conv_channels=cfg.conv_channels, conv_kernel=cfg.conv_kernel,
+        conv_strides=cfg.conv_strides, rnn_type=cfg.rnn_type, rnn_layers=cfg.rnn_layers,
+        rnn_hidden=cfg.rnn_hidden, dropout=cfg.dropout,
+    )
+
+
+def compute_cmvn(utts, logmel: LogMel, n: int, seed: int):
+    """Global per-bin mean/std of log-mel over ``n`` clean training utterances."""
+    import soundfile as sf
+
+    rnd = random.Random(seed)
+    pick = rnd.sample(range(len(utts)), min(n, len(utts)))
+    s = torch.zeros(logmel.cfg.n_mels, dtype=torch.float64)
+    s2 = torch.zeros_like(s)
+    cnt = 0
+    for i in pick:
+        w, _ = sf.read(utts[i].audio, dtype="float32")
+        if w.ndim > 1:
+            w = w.mean(1)
+        f = logmel(torch.from_numpy(w)).double()
+        s += f.sum(0)
+        s2 += (f * f).sum(0)
+        cnt += f.shape[0]
+    mean = s / max(cnt, 1)
+    std = (s2 / max(cnt, 1) - mean * mean).clamp_min(1e-8).sqrt()
+    return mean.float(), std.float()
+
+
+@torch.no_grad()
+def evaluate_manifest(model: CTCModel, tok, logmel: LogMel, utts, step_s: float, max_seconds: float = 200.0):
+    """Dev loss per token, WER and CER (greedy, offline forward == streaming path)."""
+    import jiwer
+
+    model.eval()
+    ds = SpeechDataset(utts, tok, logmel)
+    sampler = BucketBatchSampler([u.duration for u in utts], max_seconds, sorta_grad=True, max_duration=1e9)
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate)
+    ctc = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
+    refs, hyps = {}, {}
+    tot_loss, tot_tok = 0.0, 0
+    for x, xl, y, yl, idx in loader:
+        lp, ol = model(x, xl)
+        tot_loss += float(ctc(lp.transpose(0, 1), y, ol, yl))
+        tot_tok += int(yl.sum())
+        for b, i in enumerate(idx):
+            hyps[i] = greedy_decode(lp[b], int(ol[b]), tok, step_s).text
+            refs[i] = utts[i].text
+    keys = sorted(refs)
+    r = [refs[k] for k in keys]
+    h = [hyps[k] for k in keys]
+    nonempty = [(a, b) for a, b in zip(r, h) if a.strip()]
+    wer = jiwer.wer([a for a, _ in nonempty], [b for _, b in nonempty]) if nonempty else float("nan")
+    cer = jiwer.cer([a for a, _ in nonempty], [b for _, b in nonempty]) if nonempty else float("nan")
+    model.train()
+    return {"loss": tot_loss / max(tot_tok, 1), "wer": wer, "cer": cer, "utts": len(keys),
+            "examples": [{"ref": r[i], "hyp": h[i]} for i in range(min(3, len(r)))]}
+
+
+class _Log:
+    def __init__(self, path: Optional[Path]):
+        self.path = path
+
+    def __call__(self, **rec):
+        if self.path is None:
+            return
+        rec = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **rec}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+
+def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = True) -> dict:
+    """Run (or resume) training; returns the final summary dict."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    torch.set_num_threads(cfg.threads)
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    exp_dir = Path(exp)
+    main_proc = rank == 0
+    if main_proc:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+    log = _Log(exp_dir / "log.jsonl" if main_proc else None)
+    last_path = exp_dir / "last.pt"
+
+    fcfg = FeatureConfig()
+    logmel = LogMel(fcfg)
+    train_utts = [u for u in read_manifest(cfg.train_manifest) if u.text]
+    dev_utts = read_manifest(cfg.dev_manifest)[: cfg.valid_max_utts] if cfg.dev_manifest else []
+    extra_dev = {Path(p).stem: read_manifest(p) for p in cfg.extra_dev}
+
+    resume = None
+    if last_path.exists() and not restart:
+        resume = torch.load(last_path, map_location="cpu", weights_only=False)
+        tok = tokenizer_from_dict(resume["tokenizer"])
+        saved_cfg = resume["train_config"]
+        if main_proc:
+            changed = {k: (saved_cfg.get(k), v) for k, v in asdict(cfg).items()
+                       if k in saved_cfg and _norm(saved_cfg[k]) != _norm(v)}
+            if changed:
+                print(f"asr train: resuming with changed options: {changed}", file=sys.stderr)
+    elif cfg.units == "char":
+        tok = CharTokenizer()
+    elif cfg.units == "bpe":
+        tok = train_bpe((u.text for u in train_utts), cfg.bpe_vocab)
+    else:
+        raise ValueError(f"units must be 'char' or 'bpe', got {cfg.units!r}")
+
+    torch.manual_seed(cfg.seed)
+    mcfg = _model_config(cfg, tok.vocab_size, fcfg.n_mels) if resume is None else ModelConfig(**resume["config"])
+    model = CTCModel(mcfg).to(device)
+    if resume is None:
+        mean, std = compute_cmvn(train_utts, logmel, cfg.cmvn_utts, cfg.seed)
+        model.cmvn.set_stats(mean, std)
+    step_s = mcfg.subsampling * fcfg.frame_shift_s
+
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+    state = {"epoch": 0, "batch": 0, "step": 0, "wall_s": 0.0, "audio_s": 0.0, "best_wer": None, "best_step": None}
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        state.update(resume["progress"])
+        torch.set_rng_state(resume["rng"]["torch"])
+        np.random.set_state(resume["rng"]["numpy"])
+        random.setstate(resume["rng"]["python"])
+        if main_proc:
+            print(f"asr train: resumed {last_path} at epoch {state['epoch']} batch {state['batch']} "
+                  f"step {state['step']}", file=sys.stderr)
+    elif main_proc:
+        log(type="start", config=asdict(cfg), params=model.num_params(), vocab=tok.vocab_size, world_size=world,
+            train_utts=len(train_utts), train_hours=sum(u.duration for u in train_utts) / 3600)
+
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    augmenter = None
+    if cfg.augment:
+        from .augment import AugmentConfig, Augmenter
+
+        babble = [u.audio for u in random.Random(cfg.seed).sample(train_utts, min(2000, len(train_utts)))]
+        augmenter = Augmenter(AugmentConfig(), cfg.aug_dir or None, babble_paths=babble)
+    ds = SpeechDataset(train_utts, tok, logmel, augmenter, spec_augment=cfg.spec_augment, seed=cfg.seed)
+    sampler = BucketBatchSampler(
+        [u.duration for u in train_utts], cfg.max_batch_seconds, seed=cfg.seed, sorta_grad=cfg.sorta_grad,
+        rank=rank, world_size=world, max_duration=cfg.max_utt_seconds,
+        aug_schedule=lambda e: cfg.aug_first_epoch if e == 0 else cfg.aug_prob,
+    )
+    ctc = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
+
+    def save_last():
+        if not main_proc:
+            return
+        extra = {
+            "train_config": asdict(cfg),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "progress": dict(state),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+        }
+        save_checkpoint(last_path, model, tok, fcfg, meta=_meta(cfg, state, model), extra=extra)
+
+    t_start = time.time()
+    wall0 = state["wall_s"]
+    last_ckpt = time.time()
+    model.train()
+    stop = False
+    while state["epoch"] < cfg.epochs and not stop:
+        epoch = state["epoch"]
+        sampler.set_epoch(epoch, state["batch"])
+        n_batches = len(sampler.batches(epoch))
+        loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate,
+                                             num_workers=cfg.num_workers, persistent_workers=False,
+                                             prefetch_factor=4 if cfg.num_workers else None)
+        bar = None
+        if progress and main_proc:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n_batches, initial=state["batch"], desc=f"epoch {epoch}", dynamic_ncols=True, mininterval=5)
+        win_loss, win_tok, win_audio, win_t = 0.0, 0, 0.0, time.time()
+        for x, xl, y, yl, _ in loader:
+            x, xl, y, yl = x.to(device), xl.to(device), y.to(device), yl.to(device)
+            lp, ol = ddp_model(x, xl)
+            loss_sum = ctc(lp.transpose(0, 1), y, ol, yl)
+            ntok = yl.sum().clamp_min(1)
+            loss = loss_sum / ntok
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+            opt.step()
+            sched.step()
+            state["step"] += 1
+            state["batch"] += 1
+            audio = float(xl.sum()) * fcfg.frame_shift_s
+            state["audio_s"] += audio * world
+            win_loss += float(loss_sum)
+            win_tok += int(ntok)
+            win_audio += audio
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+            if state["step"] % cfg.log_every == 0:
+                dt = time.time() - win_t
+                log(type="train", step=state["step"], epoch=epoch, batch=state["batch"], loss=win_loss / max(win_tok, 1),
+                    lr=sched.get_last_lr()[0], grad_norm=gnorm, audio_s_per_s=win_audio * world / max(dt, 1e-9),
+                    wall_h=(wall0 + time.time() - t_start) / 3600, audio_h=state["audio_s"] / 3600)
+                win_loss, win_tok, win_audio, win_t = 0.0, 0, 0.0, time.time()
+            state["wall_s"] = wall0 + time.time() - t_start
+            if time.time() - last_ckpt > cfg.ckpt_minutes * 60:
+                save_last()
+                last_ckpt = time.time()
+            if (cfg.max_steps and state["step"] >= cfg.max_steps) or (
+                cfg.max_hours and time.time() - t_start > cfg.max_hours * 3600):
+                stop = True
+                break
+        if bar is not None:
+            bar.close()
+        if stop and state["batch"] < n_batches:
+            save_last()
+            break
+        # ---- end of epoch: validate, keep the best ----
+        state["epoch"] += 1
+        state["batch"] = 0
+        if main_proc and dev_utts:
+            res = evaluate_manifest(model, tok, logmel, dev_utts, step_s)
+            extra = {name: evaluate_manifest(model, tok, logmel, u, step_s) for name, u in extra_dev.items()}
+            log(type="valid", step=state["step"], epoch=epoch, dev=res,
+                **{k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in extra.items()},
+                wall_h=state["wall_s"] / 3600)
+            print(f"epoch {epoch}: dev loss {res['loss']:.3f} WER {res['wer']:.3f} CER {res['cer']:.3f}  "
+                  + "  ".join(f"{k} WER {v['wer']:.3f}" for k, v in extra.items()), file=sys.stderr)
+            if state["best_wer"] is None or res["wer"] < state["best_wer"]:
+                state["best_wer"], state["best_step"] = res["wer"], state["step"]
+                meta = _meta(cfg, state, model)
+                meta["dev"] = {k: v for k, v in res.items() if k != "examples"}
+                meta["extra_dev"] = {k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in extra.items()}
+                save_checkpoint(exp_dir / "best.pt", model, tok, fcfg, meta=meta)
+        save_last()
+        last_ckpt = time.time()
+        if world > 1:
+            dist.barrier()
+    summary = {"step": state["step"], "epoch": state["epoch"], "best_wer": state["best_wer"],
+               "wall_h": state["wall_s"] / 3600}
+    log(type="stop", **summary)
+    return summary
+
+
+def _norm(v):
+    return list(v) if isinstance(v, (tuple, list)) else v
+
+
+def _meta(cfg, state, model) -> dict:
+    return {
+        "train_manifest": cfg.train_manifest,
+        "step": state["step"],
+        "epoch": state["epoch"],
+        "wall_hours": round(state["wall_s"] / 3600, 3),
+        "audio_hours_seen": round(state["audio_s"] / 3600, 2),
+        "params": model.num_params(),
+    }
+
+
+def _main(args) -> int:
+    cfg = TrainConfig.from_sources(args.config, args.set)
+    train(cfg, args.exp, restart=args.restart, progress=not args.no_progress)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a CTC model (resumable; torchrun for DDP)",
+                       description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="TOML file with TrainConfig fields (e.g. recipes/synth/conf/gru.toml)")
+    p.add_argument("--exp", required=True, help="experiment directory (checkpoints, log.jsonl)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config fields")
+    p.add_argument("--restart", action="store_true", help="ignore EXP/last.pt and start from scratch")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_main)

@@ -1,0 +1,187 @@
+"""One utterance / connection of streaming recognition.
+
+A :class:`Stream` owns every buffer between audio and text:
+
+* resampler context (input at any rate -> 16 kHz), :class:`asr.features.StreamingResampler`;
+* samples of the next incomplete 25 ms frame, :class:`asr.features.StreamingFeatures`;
+* feature frames not yet forming a whole subsampling block;
+* the model state (conv left context + RNN hidden states);
+* the CTC decoder state (tokens, times, segment boundaries).
+
+The shared :class:`asr.Recognizer` holds none of it. Offline transcription is
+"feed everything, then :meth:`Stream.finish`", so streaming and offline share
+one code path and give the same output for any chunking.
+
+Typical use::
+
+    rec = asr.load_model("default")
+    st = rec.stream(sample_rate=16000)
+    for chunk in chunks:            # numpy int16/float32, any length
+        st.accept_waveform(chunk)
+        print(st.partial().text)
+    print(st.finish().text)
+
+Several streams are stepped as one batch with :func:`decode_streams` (the server
+does this): ``feed`` only buffers and extracts features, the model runs once for
+all streams with pending frames.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import List, Optional
+
+import torch
+
+from asr.decoding import EndpointConfig, GreedyCTCDecoder, Result
+from asr.features import StreamingFeatures, StreamingResampler, to_mono_float
+from asr.model import stack_states, unstack_states
+
+__all__ = ["Stream", "decode_streams", "StreamClosedError"]
+
+_ids = itertools.count(1)
+
+
+class StreamClosedError(RuntimeError):
+    pass
+
+
+class Stream:
+    """Streaming recognition state for one audio stream.
+
+    Args:
+        recognizer: the shared model bundle (``asr.load_model(...)``).
+        sample_rate: rate of the audio that will be fed, Hz (resampled to 16 kHz).
+        endpoint: endpointing rule used by :meth:`pop_endpoint`.
+        keep_log_probs: keep every output step's log-probabilities (tests, analysis).
+    """
+
+    def __init__(self, recognizer, sample_rate: int = 16000, endpoint: EndpointConfig = EndpointConfig(),
+                 keep_log_probs: bool = False):
+        if not isinstance(sample_rate, int) or sample_rate < 1000 or sample_rate > 384000:
+            raise ValueError(f"sample_rate must be an integer between 1000 and 384000 Hz, got {sample_rate!r}")
+        self.id = next(_ids)
+        self.rec = recognizer
+        self.sample_rate = sample_rate
+        self.endpoint_cfg = endpoint
+        fcfg = recognizer.features
+        self.resampler = StreamingResampler(sample_rate, fcfg.sample_rate)
+        self.features = StreamingFeatures(recognizer.logmel)
+        self.sub = recognizer.model.cfg.subsampling
+        self._frames = torch.zeros(0, fcfg.n_mels)  # frames not yet given to the model
+        self.state = recognizer.model.init_state(1)
+        # a step's receptive field ends (win - hop) samples after its last frame starts
+        self.decoder = GreedyCTCDecoder(recognizer.tokenizer, recognizer.step_s)
+        self.samples_in = 0  # input samples received (at self.sample_rate)
+        self.finished = False
+        self.keep_log_probs = keep_log_probs
+        self.log_probs: List[torch.Tensor] = []
+
+    # ---- input ---------------------------------------------------------------------
+    @property
+    def seconds_in(self) -> float:
+        return self.samples_in / self.sample_rate
+
+    def feed(self, samples) -> None:
+        """Buffer audio and extract its features; runs no model (see :func:`decode_streams`).
+
+        samples: 1-D PCM (int16, int32, float32 in [-1, 1]) or ``(samples, channels)``.
+        """
+        if self.finished:
+            raise StreamClosedError("stream already finished")
+        wave = to_mono_float(samples)
+        if wave.numel() == 0:
+            return
+        self.samples_in += wave.numel()
+        self._add_frames(self.features.accept(self.resampler.accept(wave)))
+
+    def _add_frames(self, frames: torch.Tensor) -> None:
+        if frames.numel():
+            self._frames = torch.cat([self._frames, frames]) if self._frames.numel() else frames
+
+    @property
+    def ready_frames(self) -> int:
+        """Frames the model can consume now (whole subsampling blocks)."""
+        return (self._frames.shape[0] // self.sub) * self.sub
+
+    def _take_frames(self) -> torch.Tensor:
+        n = self.ready_frames
+        out, self._frames = self._frames[:n], self._frames[n:]
+        return out
+
+    def _accept_output(self, log_probs: torch.Tensor, state) -> None:
+        self.state = state
+        if self.keep_log_probs and log_probs.numel():
+            self.log_probs.append(log_probs)
+        self.decoder.accept(log_probs)
+
+    def accept_waveform(self, samples) -> None:
+        """Feed audio and decode everything it completes (single-stream use)."""
+        self.feed(samples)
+        decode_streams([self])
+
+    # ---- output --------------------------------------------------------------------
+    def partial(self) -> Result:
+        """Current hypothesis of the open segment; changes nothing."""
+        return self.decoder.result()
+
+    def pop_endpoint(self) -> Optional[Result]:
+        """If the endpoint rule fires, close the segment and return its final result."""
+        if self.decoder.endpoint(self.endpoint_cfg):
+            return self.decoder.close_segment()
+        return None
+
+    def reset_segment(self) -> Result:
+        """Close the open segment now (client "reset") and return its result."""
+        return self.decoder.close_segment()
+
+    def finish(self) -> Result:
+        """End of input: flush every buffer, decode, and return the last segment's result.
+
+        Frames that do not fill a whole subsampling block (< 40 ms) are dropped, as in
+        whole-utterance training. For the whole stream's text use :meth:`full_result`.
+        """
+        if self.finished:
+            raise StreamClosedError("stream already finished")
+        tail = self.resampler.flush()
+        if tail.numel():
+            self._add_frames(self.features.accept(tail))
+        decode_streams([self])
+        self.finished = True
+        return self.decoder.result()
+
+    def full_result(self) -> Result:
+        """Hypothesis over the whole stream, all segments joined."""
+        return self.decoder.full_result()
+
+    def all_log_probs(self) -> torch.Tensor:
+        """``(steps, vocab)``; needs ``keep_log_probs=True``."""
+        if not self.log_probs:
+            return torch.zeros(0, self.rec.model.cfg.vocab_size)
+        return torch.cat(self.log_probs)
+
+
+@torch.inference_mode()
+def decode_streams(streams: List[Stream]) -> None:
+    """Run the model once over the whole blocks pending in ``streams``, as one batch.
+
+    Streams sharing one recognizer are stacked (padded to the longest; each keeps its
+    own length and state), so the result equals stepping each stream alone.
+    """
+    active = [s for s in streams if s.ready_frames > 0]
+    if not active:
+        return
+    model = active[0].rec.model
+    if len(active) == 1:
+        s = active[0]
+        x = s._take_frames()
+        lp, lens, st = model.infer(x[None], torch.tensor([x.shape[0]]), s.state)
+        s._accept_output(lp[0, : int(lens[0])], st)
+        return
+    chunks = [s._take_frames() for s in active]
+    lengths = torch.tensor([c.shape[0] for c in chunks])
+    x = torch.nn.utils.rnn.pad_sequence(chunks, batch_first=True)
+    state = stack_states([s.state for s in active])
+    lp, lens, st = model.infer(x, lengths, state)
+    for i, (s, sst) in enumerate(zip(active, unstack_states(st))):
+        s._accept_output(lp[i, : int(lens[i])], sst)
