@@ -266,15 +266,21 @@ def estimate_seconds(speak: str, rate: float) -> float:
 
 def plan_jobs(split: str, pool, voices: dict, rng: np.random.Generator, start: int, *,
               target_seconds: float | None = None, n_utts: int | None = None, tag: str = "r0",
-              audio_root: str = "", semitones: float = 3.0):
-    """Assign pool sentences (from index ``start``, wrapping) to voices by weight."""
+              audio_root: str = "", semitones: float = 3.0, balanced: bool = False):
+    """Assign pool sentences (from index ``start``, wrapping) to voices by weight
+    (``balanced``: cycle through the voices in shuffled order, equal counts)."""
     names = sorted(voices)
     w = np.array([voices[n]["weight"] for n in names], dtype=np.float64)
     w /= w.sum()
     jobs, total, i = [], 0.0, start
     while (target_seconds is not None and total < target_seconds) or (n_utts is not None and len(jobs) < n_utts):
         norm, speak = pool[i % len(pool)]
-        vname = names[rng.choice(len(names), p=w)]
+        if balanced:
+            if len(jobs) % len(names) == 0:
+                cycle = rng.permutation(len(names))
+            vname = names[cycle[len(jobs) % len(names)]]
+        else:
+            vname = names[rng.choice(len(names), p=w)]
         engine = voices[vname]["engine"]
         rate = float(rng.uniform(0.85, 1.2))
         semi = float(rng.uniform(-1, 1)) * (semitones * 1.6 if engine == "espeak-ng" else semitones)
@@ -325,7 +331,7 @@ def run_chunks(chunks, jobs: int, desc: str) -> list[dict]:
 
 
 def generate(args, split: str, pool, voices: dict, *, target_hours: float | None = None,
-             n_utts: int | None = None, semitones: float = 3.0) -> list[dict]:
+             n_utts: int | None = None, semitones: float = 3.0, balanced: bool = False) -> list[dict]:
     """Synthesise a split; audio-hour targets are met with top-up rounds."""
     audio_root = os.path.join(args.data_dir, "audio", split)
     chunk_dir = os.path.join(audio_root, "_chunks")
@@ -354,7 +360,7 @@ def generate(args, split: str, pool, voices: dict, *, target_hours: float | None
                 if need_n <= 0 or rnd > 0 and need_n < 0.01 * n_utts:
                     break
                 js, nxt, est = plan_jobs(split, pool, voices, rng, start, n_utts=need_n, tag=tag,
-                                         audio_root=audio_root, semitones=semitones)
+                                         audio_root=audio_root, semitones=semitones, balanced=balanced)
             plan = {"jobs": js, "next": nxt, "estimated_seconds": est}
             tmp = plan_path + ".tmp"
             with open(tmp, "w") as f:
@@ -405,7 +411,8 @@ def stage4_heldout(args) -> None:
         log(f"piper unavailable ({e!r}); held-out set without Piper")
     if not ok:
         voices = {k: v for k, v in voices.items() if v["engine"] != "piper"}
-    recs = generate(args, "test_heldout", load_pool(args.data_dir, "test"), voices, n_utts=args.test_utts)
+    recs = generate(args, "test_heldout", load_pool(args.data_dir, "test"), voices, n_utts=args.test_utts,
+                    semitones=1.5, balanced=True)
     write_jsonl(os.path.join(args.data_dir, "test_heldout.jsonl"), recs)
     log(f"test_heldout.jsonl: {len(recs)} utterances, {sum(r['duration'] for r in recs) / 3600:.2f} h")
 

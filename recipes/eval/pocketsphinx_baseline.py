@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Peer baseline: CMU PocketSphinx 5 (PyPI ``pocketsphinx``, bundled en-us model, default config).
+
+Usage:
+    python3 recipes/eval/pocketsphinx_baseline.py MANIFEST.jsonl [--out hyps.jsonl] [--limit N]
+                                                  [--summary summary.json]
+
+Decodes every utterance of a manifest (JSON lines with ``audio``, ``text``, ``duration``;
+16 kHz mono WAV) with ``pocketsphinx.Decoder()`` in one thread, writes one JSON line per
+utterance ``{"audio", "ref", "hyp", "seconds"}`` (``seconds`` = decoding time) and prints
+WER and CER (jiwer, on ``asr.text.normalize``d reference and hypothesis) and the
+real-time factor (total decoding time / total audio duration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from asr.text import normalize  # noqa: E402
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description="PocketSphinx 5 baseline on a manifest")
+    ap.add_argument("manifest")
+    ap.add_argument("--out", help="per-utterance JSON lines (default: <manifest>.pocketsphinx.jsonl)")
+    ap.add_argument("--summary", help="write the figures as JSON here too")
+    ap.add_argument("--limit", type=int, default=0, help="decode only the first N utterances")
+    args = ap.parse_args(argv)
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import jiwer
+    import numpy as np
+    import soundfile as sf
+    from pocketsphinx import Decoder
+
+    with open(args.manifest) as f:
+        recs = [json.loads(line) for line in f if line.strip()]
+    if args.limit:
+        recs = recs[: args.limit]
+    out_path = args.out or os.path.splitext(args.manifest)[0] + ".pocketsphinx.jsonl"
+
+    dec = Decoder()  # default config: bundled en-us acoustic model, LM and dictionary, 16 kHz
+    refs, hyps, dec_time, audio_time = [], [], 0.0, 0.0
+    try:
+        from tqdm import tqdm
+        it = tqdm(recs, desc="pocketsphinx", mininterval=10, file=sys.stderr)
+    except ImportError:
+        it = recs
+    tmp = out_path + ".tmp"
+    with open(tmp, "w") as fo:
+        for r in it:
+            wave, sr = sf.read(r["audio"], dtype="int16")
+            if wave.ndim > 1:
+                wave = wave.mean(axis=1).astype(np.int16)
+            assert sr == 16000, f"{r['audio']}: {sr} Hz, expected 16000"
+            t0 = time.perf_counter()
+            dec.start_utt()
+            dec.process_raw(wave.tobytes(), full_utt=True)
+            dec.end_utt()
+            h = dec.hyp()
+            dt = time.perf_counter() - t0
+            hyp = normalize(h.hypstr if h is not None else "")
+            ref = normalize(r["text"])
+            refs.append(ref)
+            hyps.append(hyp)
+            dec_time += dt
+            audio_time += len(wave) / sr
+            fo.write(json.dumps({"audio": r["audio"], "ref": ref, "hyp": hyp, "seconds": round(dt, 4)}) + "\n")
+    os.replace(tmp, out_path)
+
+    summary = {
+        "manifest": os.path.abspath(args.manifest), "utterances": len(recs),
+        "audio_hours": round(audio_time / 3600, 4),
+        "wer": round(100 * jiwer.wer(refs, hyps), 2), "cer": round(100 * jiwer.cer(refs, hyps), 2),
+        "rtf": round(dec_time / max(audio_time, 1e-9), 4),
+        "decoder": "pocketsphinx " + _version() + " default en-us model, 1 thread",
+    }
+    print(f"{os.path.basename(args.manifest)}: {len(recs)} utts, {audio_time / 60:.1f} min audio | "
+          f"WER {summary['wer']:.2f}% | CER {summary['cer']:.2f}% | RTF {summary['rtf']:.3f}")
+    if args.summary:
+        with open(args.summary, "w") as f:
+            json.dump(summary, f, indent=1)
+    return summary
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("pocketsphinx")
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
+if __name__ == "__main__":
+    main()
