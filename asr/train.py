@@ -336,7 +336,7 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
             state["batch"] += 1
             audio = float(xl.sum()) * fcfg.frame_shift_s
             state["audio_s"] += audio * world
-            win_loss += float(loss_sum)
+            win_loss += float(loss_sum.detach())
             win_tok += int(ntok)
             win_audio += audio
             if bar is not None:

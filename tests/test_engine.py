@@ -1,0 +1,214 @@
+"""Equivalences of the core engine: chunked == offline, batched == single, save/load round trip."""
+
+import numpy as np
+import pytest
+import torch
+import torchaudio
+
+from asr.checkpoint import load_model, recognizer_from_checkpoint
+from asr.features import LogMel, StreamingFeatures, StreamingResampler, num_frames
+from asr.model import stack_states, unstack_states
+from streaming.stream import Stream, decode_streams
+
+from conftest import make_recognizer, speechlike
+
+SR = 16000
+# the issue's chunk sizes: 1 sample, 10 ms, 37 ms, 160 ms, 1 s, whole file
+CHUNKS = [1, 160, 592, 2560, 16000, None]
+
+
+def offline_log_probs(rec, wave: np.ndarray) -> torch.Tensor:
+    feats = rec.logmel(torch.from_numpy(wave))
+    with torch.no_grad():
+        lp, lens = rec.model(feats[None], torch.tensor([feats.shape[0]]))
+    return lp[0, : int(lens[0])]
+
+
+def run_stream(rec, wave, chunk, sr=SR):
+    st = Stream(rec, sample_rate=sr, keep_log_probs=True)
+    step = chunk or len(wave)
+    for i in range(0, len(wave), step):
+        if chunk == 1:
+            st.feed(wave[i : i + 1])  # per-sample model calls would only slow the test down
+            if i % 640 == 0:
+                decode_streams([st])
+        else:
+            st.accept_waveform(wave[i : i + step])
+    st.finish()
+    return st
+
+
+@pytest.mark.parametrize("rnn", ["gru", "lstm"])
+@pytest.mark.parametrize("chunk", CHUNKS)
+def test_chunked_equals_offline(rnn, chunk, rec_gru, rec_lstm):
+    rec = rec_gru if rnn == "gru" else rec_lstm
+    wave = speechlike(2.0, seed=1)
+    ref = offline_log_probs(rec, wave)
+    st = run_stream(rec, wave, chunk)
+    got = st.all_log_probs()
+    assert got.shape == ref.shape
+    assert (got - ref).abs().max().item() < 1e-5
+    ref_text = rec.transcribe(wave).text
+    assert st.full_result().text == ref_text
+    assert ref_text  # the sharpened random model emits something, so equality is not vacuous
+
+
+def test_features_streaming_match_offline():
+    logmel = LogMel()
+    wave = torch.from_numpy(speechlike(1.3, seed=2))
+    ref = logmel(wave)
+    assert ref.shape[0] == num_frames(len(wave), logmel.cfg)
+    for chunk in [1, 7, 160, 399, 400, 401, 5000]:
+        sf = StreamingFeatures(logmel)
+        got = torch.cat([sf.accept(wave[i : i + chunk]) for i in range(0, len(wave), chunk)])
+        assert got.shape == ref.shape
+        assert (got - ref).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("sr", [8000, 22050, 44100, 48000])
+def test_streaming_resampler_matches_torchaudio(sr):
+    w = torch.from_numpy(speechlike(0.7, sr=sr, seed=3))
+    ref = torchaudio.functional.resample(w[None], sr, SR)[0]
+    for chunk in [1, 37, 1000, len(w)]:
+        rs = StreamingResampler(sr, SR)
+        got = torch.cat([rs.accept(w[i : i + chunk]) for i in range(0, len(w), chunk)] + [rs.flush()])
+        assert got.shape == ref.shape
+        assert (got - ref).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("sr", [8000, 44100])
+def test_other_rates_chunk_invariant(sr, rec_gru):
+    wave = speechlike(1.5, sr=sr, seed=4)
+    full = run_stream(rec_gru, wave, None, sr=sr)
+    for chunk in [sr // 100, int(sr * 0.037), sr]:
+        st = run_stream(rec_gru, wave, chunk, sr=sr)
+        assert (st.all_log_probs() - full.all_log_probs()).abs().max().item() < 1e-5
+        assert st.full_result().text == full.full_result().text
+
+
+def test_stereo_is_downmixed(rec_gru):
+    mono = speechlike(1.0, seed=5)
+    stereo = np.stack([mono * 1.5, mono * 0.5], axis=1)
+    a = rec_gru.transcribe(mono)
+    b = rec_gru.transcribe(stereo)
+    assert a.text == b.text
+
+
+@pytest.mark.parametrize("rnn", ["gru", "lstm"])
+def test_batched_streams_equal_single(rnn, rec_gru, rec_lstm):
+    rec = rec_gru if rnn == "gru" else rec_lstm
+    waves = [speechlike(d, seed=10 + i) for i, d in enumerate([1.0, 1.7, 0.6, 2.2])]
+    singles = [run_stream(rec, w, 1600) for w in waves]
+    # batched: streams advance by different chunk sizes, so each step is ragged
+    streams = [Stream(rec, keep_log_probs=True) for _ in waves]
+    chunks = [800, 1600, 2720, 4000]
+    pos = [0] * len(waves)
+    while any(p < len(w) for p, w in zip(pos, waves)):
+        for k, (st, w) in enumerate(zip(streams, waves)):
+            if pos[k] < len(w):
+                st.feed(w[pos[k] : pos[k] + chunks[k]])
+                pos[k] += chunks[k]
+        decode_streams(streams)
+    for st in streams:
+        st.finish()
+    for a, b in zip(singles, streams):
+        assert a.all_log_probs().shape == b.all_log_probs().shape
+        assert (a.all_log_probs() - b.all_log_probs()).abs().max().item() < 1e-5
+        assert a.full_result().text == b.full_result().text
+
+
+def test_stack_unstack_round_trip(rec_lstm):
+    states = [rec_lstm.model.init_state(1) for _ in range(3)]
+    for i, s in enumerate(states):
+        for v in s.values():
+            v.fill_(i)
+    back = unstack_states(stack_states(states))
+    for a, b in zip(states, back):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k])
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_save_load_round_trip(tmp_path, rec_gru, half):
+    path = tmp_path / "m.pt"
+    rec_gru.save(path, meta={"note": "test"}, half=half)
+    loaded = load_model(str(path))
+    assert loaded.model.cfg == rec_gru.model.cfg
+    assert loaded.features == rec_gru.features
+    assert loaded.tokenizer.pieces == rec_gru.tokenizer.pieces
+    assert loaded.meta["note"] == "test"
+    wave = speechlike(1.5, seed=7)
+    a, b = offline_log_probs(rec_gru, wave), offline_log_probs(loaded, wave)
+    if half:
+        # fp16 weights: close, not identical; CMVN statistics stay fp32
+        assert torch.equal(loaded.model.cmvn.mean, rec_gru.model.cmvn.mean)
+        assert (a - b).abs().max().item() < 0.05
+    else:
+        assert torch.equal(a, b)
+        assert loaded.transcribe(wave).text == rec_gru.transcribe(wave).text
+
+
+def test_bpe_tokenizer_round_trip(tmp_path):
+    from asr.tokenizer import train_bpe, tokenizer_from_dict
+
+    sents = [f"the quick brown fox number {w} jumps over the lazy dog" for w in
+             "one two three four five six seven eight nine ten".split()] * 20
+    tok = train_bpe(sents, 60)
+    assert tok.vocab_size == 60 and tok.pieces[0] == "<blk>"
+    ids = tok.encode("the lazy fox jumps")
+    assert 0 not in ids
+    assert tok.decode(ids) == "the lazy fox jumps"
+    tok2 = tokenizer_from_dict(tok.to_dict())
+    assert tok2.encode("the lazy fox jumps") == ids
+
+
+def test_load_model_errors(tmp_path):
+    from asr.checkpoint import ModelNotFoundError, available_models
+
+    if "default" not in available_models():
+        with pytest.raises(ModelNotFoundError, match="no bundled model"):
+            load_model("default")
+    with pytest.raises(ModelNotFoundError):
+        load_model(str(tmp_path / "missing.pt"))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable model checkpoint"):
+        load_model(str(bad))
+
+
+def test_partial_changes_nothing(rec_gru):
+    wave = speechlike(2.0, seed=8)
+    st = Stream(rec_gru)
+    st.accept_waveform(wave[:16000])
+    p1 = st.partial()
+    p2 = st.partial()
+    assert p1 == p2
+    st.accept_waveform(wave[16000:])
+    st.finish()
+    assert st.full_result().text == rec_gru.transcribe(wave).text
+
+
+def test_words_have_times_and_confidences(rec_gru):
+    wave = speechlike(2.0, seed=9)
+    res = rec_gru.transcribe(wave)
+    assert res.words, "sharpened random model should produce words"
+    for w in res.words:
+        assert 0.0 <= w.start < w.end <= 2.0 + 1e-6
+        assert 0.0 < w.conf <= 1.0
+    assert " ".join(w.word for w in res.words) == res.text
+    starts = [w.start for w in res.words]
+    assert starts == sorted(starts)
+
+
+def test_bad_stream_input(rec_gru):
+    st = Stream(rec_gru)
+    with pytest.raises(ValueError, match="NaN"):
+        st.accept_waveform(np.array([0.0, np.nan], dtype=np.float32))
+    with pytest.raises(ValueError, match="sample_rate"):
+        Stream(rec_gru, sample_rate=0)
+    st.finish()
+    from streaming.stream import StreamClosedError
+
+    with pytest.raises(StreamClosedError):
+        st.accept_waveform(np.zeros(10, dtype=np.float32))
