@@ -175,7 +175,8 @@ def evaluate_manifest(model: CTCModel, tok, logmel: LogMel, utts, step_s: float,
     model.eval()
     ds = SpeechDataset(utts, tok, logmel)
     sampler = BucketBatchSampler([u.duration for u in utts], max_seconds, sorta_grad=True, max_duration=1e9)
-    loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate)
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate,
+                                         generator=torch.Generator().manual_seed(0))
     ctc = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
     refs, hyps = {}, {}
     tot_loss, tot_tok = 0.0, 0
@@ -314,7 +315,10 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
         n_batches = len(sampler.batches(epoch))
         loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate,
                                              num_workers=cfg.num_workers, persistent_workers=False,
-                                             prefetch_factor=4 if cfg.num_workers else None)
+                                             prefetch_factor=4 if cfg.num_workers else None,
+                                             # own generator: creating the loader must not draw from the
+                                             # global RNG (dropout), or a resumed run would diverge
+                                             generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
         bar = None
         if progress and main_proc:
             from tqdm import tqdm

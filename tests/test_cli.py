@@ -1,0 +1,96 @@
+"""CLI behaviour: bad input gives one clear line and a non-zero exit, never a traceback."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asr.cli import main
+from conftest import make_recognizer, speechlike
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    p = tmp_path_factory.mktemp("m") / "rand.pt"
+    make_recognizer("gru").save(p)
+    return str(p)
+
+
+@pytest.fixture(scope="module")
+def wav(tmp_path_factory):
+    p = tmp_path_factory.mktemp("a") / "a.wav"
+    sf.write(p, speechlike(1.5, seed=3), 16000, subtype="PCM_16")
+    return str(p)
+
+
+def run_cli(args, capsys):
+    rc = main(args)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_transcribe_json_and_chunk_invariance(model_path, wav, capsys):
+    rc, out, err = run_cli(["transcribe", wav, "--model", model_path, "--json"], capsys)
+    assert rc == 0, err
+    d = json.loads(out)
+    assert set(d) == {"audio", "text", "words", "duration", "rtf"}
+    assert abs(d["duration"] - 1.5) < 1e-3
+    assert d["text"] and all(set(w) == {"word", "start", "end", "conf"} for w in d["words"])
+    for ms in ["10", "37", "160", "1000"]:
+        rc, out2, _ = run_cli(["transcribe", wav, "--model", model_path, "--json", "--chunk-ms", ms], capsys)
+        assert rc == 0 and json.loads(out2)["text"] == d["text"]
+
+
+def _bad_files(tmp_path):
+    txt = tmp_path / "notes.wav"
+    txt.write_text("this is not audio")
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    nan = tmp_path / "nan.wav"
+    sf.write(nan, np.array([0.0, np.nan, 0.1] * 100, dtype=np.float32), 16000, subtype="FLOAT")
+    odd = tmp_path / "data.xyz"
+    odd.write_bytes(b"\x00\x01" * 100)
+    return {
+        "missing": (str(tmp_path / "missing.wav"), "no such file"),
+        "not audio": (str(txt), "not a readable audio file"),
+        "empty": (str(empty), "contains no audio"),
+        "nan": (str(nan), "NaN"),
+        "unsupported": (str(odd), "not a readable audio file"),
+        "directory": (str(tmp_path), "is a directory"),
+    }
+
+
+def test_bad_inputs_one_line_errors(model_path, tmp_path, capsys):
+    for name, (path, msg) in _bad_files(tmp_path).items():
+        rc, out, err = run_cli(["transcribe", path, "--model", model_path], capsys)
+        assert rc != 0, name
+        assert msg in err, (name, err)
+        assert len(err.strip().splitlines()) == 1, (name, err)
+        assert "Traceback" not in err
+
+
+def test_good_and_bad_files_together(model_path, wav, tmp_path, capsys):
+    rc, out, err = run_cli(["transcribe", wav, str(tmp_path / "nope.wav"), "--model", model_path], capsys)
+    assert rc == 1
+    assert out.startswith(wav)  # the good file is still transcribed
+    assert "no such file" in err
+
+
+def test_missing_model_message(wav, capsys):
+    rc, out, err = run_cli(["transcribe", wav, "--model", "/nonexistent/model.pt"], capsys)
+    assert rc == 1 and "model file not found" in err
+
+
+def test_bad_chunk_ms(model_path, wav, capsys):
+    rc, _, err = run_cli(["transcribe", wav, "--model", model_path, "--chunk-ms", "0"], capsys)
+    assert rc == 1 and "--chunk-ms" in err
+
+
+def test_python_m_asr_entry_point(model_path, wav):
+    p = subprocess.run([sys.executable, "-m", "asr", "transcribe", wav, "--model", model_path],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip()

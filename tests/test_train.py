@@ -1,0 +1,149 @@
+"""Training invariants on tiny generated data: exact resume, DDP ranks stay in sync, configs build."""
+
+import glob
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from asr.train import TrainConfig, lr_lambda, train
+from conftest import speechlike
+
+WORDS = "alpha bravo charlie delta echo foxtrot golf hotel".split()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for split, n in [("train", 12), ("dev", 4)]:
+        with open(d / f"{split}.jsonl", "w") as f:
+            for i in range(n):
+                dur = 0.8 + 0.1 * i
+                p = d / f"{split}{i}.wav"
+                sf.write(p, speechlike(dur, seed=100 * (split == "dev") + i), 16000, subtype="PCM_16")
+                text = " ".join(rng.choice(WORDS, size=2))
+                f.write(json.dumps({"audio": str(p), "text": text, "duration": dur}) + "\n")
+    return d
+
+
+def tiny_cfg(d, **kw):
+    base = dict(train_manifest=str(d / "train.jsonl"), dev_manifest=str(d / "dev.jsonl"), aug_dir="",
+                units="char", rnn_layers=2, rnn_hidden=32, conv_channels=16, max_batch_seconds=4.0,
+                num_workers=0, threads=1, cmvn_utts=5, log_every=1, epochs=3, warmup_steps=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def params(path):
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    return ck["model"], ck["progress"]
+
+
+def test_resume_is_exact(tiny_data, tmp_path):
+    cfg = tiny_cfg(tiny_data, max_steps=7)
+    train(cfg, str(tmp_path / "straight"), progress=False)
+    # same run, killed after 3 steps (mid-epoch) and resumed
+    train(tiny_cfg(tiny_data, max_steps=3), str(tmp_path / "resumed"), progress=False)
+    _, prog = params(tmp_path / "resumed" / "last.pt")
+    assert prog["step"] == 3 and prog["batch"] == 3
+    train(cfg, str(tmp_path / "resumed"), progress=False)
+    a, pa = params(tmp_path / "straight" / "last.pt")
+    b, pb = params(tmp_path / "resumed" / "last.pt")
+    assert pa["step"] == pb["step"] == 7
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    logs = [json.loads(l) for l in open(tmp_path / "straight" / "log.jsonl")]
+    assert any(r["type"] == "valid" for r in logs)
+    assert (tmp_path / "straight" / "best.pt").exists()
+
+
+def test_best_checkpoint_loads(tiny_data, tmp_path):
+    from asr.checkpoint import load_model
+
+    train(tiny_cfg(tiny_data, epochs=1), str(tmp_path / "e"), progress=False)
+    rec = load_model(str(tmp_path / "e" / "best.pt"))
+    assert rec.meta["dev"]["utts"] == 4
+    rec.transcribe(speechlike(1.0))  # runs
+
+
+def _free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_ddp_two_processes_stay_in_sync(tiny_data, tmp_path):
+    import torch.multiprocessing as mp
+
+    port = _free_port()
+    exp = str(tmp_path / "ddp")
+    mp.spawn(_ddp_sync_worker, args=(2, port, str(tiny_data), exp, str(tmp_path)), nprocs=2, join=True)
+    p0 = torch.load(tmp_path / "rank0.pt")
+    p1 = torch.load(tmp_path / "rank1.pt")
+    assert p0.keys() == p1.keys()
+    for k in p0:
+        assert torch.equal(p0[k], p1[k]), k
+    _, prog = params(Path(exp) / "last.pt")
+    assert prog["step"] == 3
+
+
+def _ddp_sync_worker(rank, world, port, data_dir, exp, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    import asr.train as T
+
+    captured = {}
+    orig = T.CTCModel
+
+    class Capture(orig):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            captured["m"] = self
+
+    T.CTCModel = Capture
+    try:
+        train(tiny_cfg(Path(data_dir), max_steps=3, epochs=3), exp, progress=False)
+    finally:
+        T.CTCModel = orig
+    torch.save({k: v.detach().clone() for k, v in captured["m"].state_dict().items()}, Path(out_dir) / f"rank{rank}.pt")
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def test_lr_schedule_shape():
+    cfg = TrainConfig(warmup_steps=10, decay_steps=100, final_lr_ratio=0.1)
+    f = lr_lambda(cfg)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) < f(20) < 1.0
+    assert f(110) == pytest.approx(0.1) and f(10_000) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("conf", sorted(glob.glob(str(ROOT / "recipes" / "*" / "conf" / "*.toml"))))
+def test_every_recipe_config_builds_a_model(conf):
+    from asr.model import CTCModel
+    from asr.train import _model_config
+
+    cfg = TrainConfig.from_sources(conf, [])
+    model = CTCModel(_model_config(cfg, cfg.bpe_vocab if cfg.units == "bpe" else 29, 80))
+    lp, lens = model(torch.randn(1, 100, 80), torch.tensor([100]))
+    assert lp.shape == (1, 25, model.cfg.vocab_size)
+
+
+def test_config_overrides_and_errors(tmp_path):
+    cfg = TrainConfig.from_sources(None, ["rnn_hidden=128", "conv_strides=[2,3]", "augment=false", "lr=1e-4"])
+    assert cfg.rnn_hidden == 128 and cfg.conv_strides == (2, 3) and cfg.augment is False and cfg.lr == 1e-4
+    with pytest.raises(ValueError, match="unknown training option"):
+        TrainConfig.from_sources(None, ["nope=1"])
+    with pytest.raises(ValueError, match="key=value"):
+        TrainConfig.from_sources(None, ["rnn_hidden"])
