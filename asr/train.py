@@ -362,16 +362,15 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
                 break
         if bar is not None:
             bar.close()
-        if stop and state["batch"] < n_batches:
-            save_last()
-            break
-        # ---- end of epoch: validate, keep the best ----
-        state["epoch"] += 1
-        state["batch"] = 0
+        partial_epoch = stop and state["batch"] < n_batches
+        if not partial_epoch:
+            state["epoch"] += 1
+            state["batch"] = 0
+        # ---- end of epoch (or of the step/time budget): validate, keep the best ----
         if main_proc and dev_utts:
             res = evaluate_manifest(model, tok, logmel, dev_utts, step_s)
             extra = {name: evaluate_manifest(model, tok, logmel, u, step_s) for name, u in extra_dev.items()}
-            log(type="valid", step=state["step"], epoch=epoch, dev=res,
+            log(type="valid", step=state["step"], epoch=epoch, partial_epoch=partial_epoch, dev=res,
                 **{k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in extra.items()},
                 wall_h=state["wall_s"] / 3600)
             print(f"epoch {epoch}: dev loss {res['loss']:.3f} WER {res['wer']:.3f} CER {res['cer']:.3f}  "
@@ -386,6 +385,8 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
         last_ckpt = time.time()
         if world > 1:
             dist.barrier()
+        if partial_epoch:
+            break
     summary = {"step": state["step"], "epoch": state["epoch"], "best_wer": state["best_wer"],
                "wall_h": state["wall_s"] / 3600}
     log(type="stop", **summary)
