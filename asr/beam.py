@@ -1,0 +1,116 @@
+"""CTC prefix beam search (lexicon-free, no language model) for ``--decoder beam``.
+
+It wraps torchaudio's flashlight-text decoder (:func:`torchaudio.models.decoder.ctc_decoder`)
+instead of hand-written search code. ``flashlight-text`` is an optional dependency
+(``pip install flashlight-text``); without it :class:`BeamCTCDecoder` raises
+:class:`BeamSearchUnavailable`, a ``ValueError`` the CLI prints as one line.
+
+Paths that yield the same token prefix are merged by log-sum (``log_add=True``), which
+is what distinguishes a *prefix* beam search from a beam over single alignments: it can
+pick a transcript whose best single path loses to greedy decoding's path but whose
+paths together are more probable.
+
+Beam search runs over the log-probabilities a :class:`streaming.Stream` produced
+(``keep_log_probs=True``), so the acoustic path is the streaming one; partial results
+of a live stream stay greedy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import torch
+
+from .decoding import GreedyCTCDecoder, Result, _Token
+from .tokenizer import Tokenizer
+
+__all__ = ["BeamOptions", "BeamCTCDecoder", "BeamSearchUnavailable", "beam_available"]
+
+# flashlight's lexicon-free decoder needs a "silence" token; the model has none, so a
+# dummy one is appended to the vocabulary with an emission no path will ever take.
+_SIL = "<sil>"
+_NEVER = -1.0e4
+
+
+class BeamSearchUnavailable(ValueError):
+    pass
+
+
+def beam_available() -> bool:
+    """True when ``flashlight-text`` (torchaudio's CTC decoder backend) is importable."""
+    try:
+        import flashlight.lib.text.decoder  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class BeamOptions:
+    beam_size: int = 16  # hypotheses kept after each step
+    beam_size_token: Optional[int] = None  # tokens tried per step (None: the whole vocabulary)
+    beam_threshold: float = 50.0  # drop hypotheses scoring this much (log) below the best
+    log_add: bool = True  # merge equal prefixes by log-sum (prefix beam search); False: keep the max
+
+
+class BeamCTCDecoder:
+    """Offline beam search over ``(steps, vocab)`` CTC log-probabilities -> :class:`Result`.
+
+    ``step_s`` is the duration of one output step (``Recognizer.step_s``); word times
+    and confidences follow the greedy decoder's conventions (start = first step of the
+    word's first token, end = step after its last token, conf = mean posterior of its
+    tokens at the steps the beam chose for them).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, step_s: float, opts: BeamOptions = BeamOptions()):
+        if opts.beam_size < 1:
+            raise ValueError(f"beam size must be at least 1, got {opts.beam_size}")
+        if not beam_available():
+            raise BeamSearchUnavailable(
+                "--decoder beam needs torchaudio's CTC decoder backend: pip install flashlight-text"
+            )
+        from torchaudio.models.decoder import ctc_decoder
+
+        self.tok = tokenizer
+        self.step_s = step_s
+        self.opts = opts
+        self.vocab = tokenizer.vocab_size
+        self._dec = ctc_decoder(
+            lexicon=None, tokens=list(tokenizer.pieces) + [_SIL], lm=None, nbest=1,
+            beam_size=opts.beam_size, beam_size_token=opts.beam_size_token,
+            beam_threshold=opts.beam_threshold, log_add=opts.log_add,
+            blank_token=tokenizer.pieces[0], sil_token=_SIL,
+        )
+        self._words = GreedyCTCDecoder(tokenizer, step_s)._words  # same word assembly as greedy
+
+    def decode(self, log_probs: torch.Tensor) -> Result:
+        """One utterance: ``log_probs`` ``(steps, vocab)``."""
+        return self.decode_batch([log_probs])[0]
+
+    def decode_batch(self, log_probs: Sequence[torch.Tensor]) -> List[Result]:
+        """Several utterances of different lengths (each ``(steps_i, vocab)``)."""
+        out: List[Optional[Result]] = [None] * len(log_probs)
+        todo = [i for i, lp in enumerate(log_probs) if lp.shape[0] > 0]
+        for i, lp in enumerate(log_probs):
+            if lp.shape[0] == 0:
+                out[i] = Result("", [], 0.0, 0.0)
+        if todo:
+            lens = torch.tensor([log_probs[i].shape[0] for i in todo])
+            em = torch.full((len(todo), int(lens.max()), self.vocab + 1), _NEVER, dtype=torch.float32)
+            for b, i in enumerate(todo):
+                em[b, : lens[b], : self.vocab] = log_probs[i].float()
+            hyps = self._dec(em.contiguous(), lens)
+            for b, i in enumerate(todo):
+                out[i] = self._result(hyps[b][0], log_probs[i])
+        return out  # type: ignore[return-value]
+
+    def _result(self, hyp, lp: torch.Tensor) -> Result:
+        tokens = []
+        for tid, t in zip(hyp.tokens.tolist(), hyp.timesteps.tolist()):
+            if tid == 0 or tid >= self.vocab:  # blank, dummy silence
+                continue
+            t = min(int(t), lp.shape[0] - 1)
+            tokens.append(_Token(tid, t, t, float(lp[t, tid].exp())))
+        words = self._words(tokens)
+        return Result(" ".join(w.word for w in words), words, 0.0, lp.shape[0] * self.step_s)
