@@ -1,0 +1,247 @@
+"""asr eval: scoring against hand computations, input errors, LibriSpeech layout, streaming == offline, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from asr.cli import main as cli_main
+from asr.data import ManifestError
+from asr.decoding import greedy_decode
+from asr.evaluate import (EvalOptions, Score, alignment_text, evaluate, load_inputs, measure_latency,
+                          read_librispeech_dir, score, score_pairs)
+
+from conftest import make_recognizer, speechlike
+
+SR = 16000
+TEXTS = ["Hello, world!", "the quick brown fox", "It's 42 degrees.", "a b c d e"]
+
+
+# ------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "random.pt"
+    make_recognizer("gru", seed=3).save(path)
+    return str(path)
+
+
+def write_manifest(path, recs):
+    with open(path, "w") as f:
+        for r in recs:
+            f.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    recs = []
+    for i, (text, dur) in enumerate(zip(TEXTS, [1.3, 0.7, 1.0, 0.5])):
+        sr = 8000 if i == 2 else SR  # one utterance at another rate: the stream resamples
+        sf.write(d / f"u{i}.wav", speechlike(dur, sr=sr, seed=20 + i), sr, subtype="PCM_16")
+        recs.append({"audio": f"u{i}.wav", "text": text, "duration": dur,
+                     "voice": "v1" if i % 2 else "v2", "engine": "e"})
+    return write_manifest(d / "tiny.jsonl", recs)
+
+
+# ------------------------------------------------------------------ scoring
+def test_score_hand_computed():
+    s = score(["a b c d"], ["a x c"])
+    assert (s.hits, s.substitutions, s.deletions, s.insertions) == (2, 1, 1, 0)
+    assert s.ref_words == 4 and s.wer == pytest.approx(0.5)
+    # characters "a b c d" (7) vs "a x c": b->x substituted, " d" deleted
+    assert s.ref_chars == 7 and s.char_errors == 3 and s.cer == pytest.approx(3 / 7)
+    # corpus WER pools the counts (not a mean of per-utterance rates): (1 + 1 + 1) / (4 + 2)
+    s2 = score(["a b c d", "x y"], ["a x c", "x y z"])
+    assert (s2.substitutions, s2.deletions, s2.insertions, s2.ref_words) == (1, 1, 1, 6)
+    assert s2.wer == pytest.approx(0.5)
+    per = score_pairs(["a b c d", "x y"], ["a x c", "x y z"])
+    assert [p.wer for p in per] == [pytest.approx(0.5), pytest.approx(0.5)]
+    assert sum(per, Score()) == s2
+    assert s2.to_dict()["wer"] == 50.0  # percent in reports
+
+
+def test_score_normalises_both_sides():
+    # the shared training normalisation: case, punctuation, numbers spelled out
+    assert score(["Hello, World! It's 42."], ["hello world it's forty two"]).wer == 0.0
+    assert score(["hello world"], ["HELLO World?"]).wer == 0.0
+    assert score(["Hello, World!"], ["hello world"], normalise=False).wer == 1.0
+
+
+def test_empty_reference():
+    s = score(["", "a b"], ["x y", "a b"])
+    assert s.empty_refs == 1
+    assert s.insertions == 2 and s.ref_words == 2  # the empty reference adds errors, not words
+    assert s.wer == pytest.approx(1.0)
+    assert s.char_errors == 3  # "x y"
+    e, = score_pairs([""], [""])
+    assert e.wer == 0.0 and e.cer == 0.0 and e.empty_refs == 1
+    e, = score_pairs(["..."], ["x y"])  # empty after normalisation
+    assert e.insertions == 2 and e.wer == 2.0  # N taken as 1: finite, = inserted words
+    assert "HYP: x y" in alignment_text("", "x y")
+
+
+def test_alignment_text():
+    vis = alignment_text("a b c d", "a x c")
+    assert "REF: a b c d" in vis and "HYP: a x c *" in vis and "S" in vis and "D" in vis
+    assert "SENTENCE" not in vis
+
+
+# ------------------------------------------------------------------ inputs
+def test_manifest_errors_name_the_line(tmp_path):
+    sf.write(tmp_path / "ok.wav", np.zeros(1600, dtype=np.float32), SR)
+    ok = {"audio": "ok.wav", "text": "a"}
+    m = write_manifest(tmp_path / "missing.jsonl", [ok, {"audio": "gone.wav", "text": "b"}])
+    with pytest.raises(ManifestError, match=r"missing\.jsonl:2: audio file not found"):
+        load_inputs([m])
+    m = write_manifest(tmp_path / "bad.jsonl", [ok, ok, '{"audio": "ok.wav", "text": '])
+    with pytest.raises(ManifestError, match=r"bad\.jsonl:3: bad JSON"):
+        load_inputs([m])
+    with pytest.raises(FileNotFoundError, match="no such manifest or directory"):
+        load_inputs([str(tmp_path / "nope.jsonl")])
+    empty = write_manifest(tmp_path / "empty.jsonl", [])
+    with pytest.raises(ValueError, match="no utterances"):
+        load_inputs([empty])
+
+
+def test_cli_bad_input_is_one_line(tmp_path, capsys, ckpt):
+    m = write_manifest(tmp_path / "bad.jsonl", ["not json"])
+    assert cli_main(["eval", m, "--model", ckpt, "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "bad.jsonl:1: bad JSON" in err and err.startswith("asr eval: error:")
+    sf.write(tmp_path / "ok.wav", np.zeros(1600, dtype=np.float32), SR)
+    m = write_manifest(tmp_path / "ok.jsonl", [{"audio": "ok.wav", "text": "a"}])
+    assert cli_main(["eval", m, "--model", ckpt, "--chunk-ms", "0", "--quiet"]) == 1
+    assert "--chunk-ms must be positive" in capsys.readouterr().err
+
+
+def make_librispeech(root, bad=False):
+    chap = root / "19" / "198"
+    chap.mkdir(parents=True)
+    lines = []
+    for k, text in enumerate(["HELLO WORLD", "THE QUICK BROWN FOX"]):
+        uid = f"19-198-{k:04d}"
+        if not (bad and k == 1):
+            sf.write(chap / f"{uid}.flac", speechlike(0.6, seed=30 + k), SR, format="FLAC")
+        lines.append(f"{uid} {text}")
+    (chap / "19-198.trans.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_librispeech_layout(tmp_path):
+    root = make_librispeech(tmp_path / "test-tiny")
+    utts = load_inputs([str(root)])
+    assert [u.extra["id"] for u in utts] == ["19-198-0000", "19-198-0001"]
+    assert utts[1].text == "THE QUICK BROWN FOX" and utts[1].audio.endswith("19-198-0001.flac")
+    assert utts[0].extra["speaker"] == "19" and utts[0].extra["chapter"] == "198"
+    assert utts[0].extra["set"] == "test-tiny"
+    assert utts[0].duration == pytest.approx(0.6)
+    bad = make_librispeech(tmp_path / "bad")
+    (bad / "19" / "198" / "19-198-0001.flac").unlink()
+    with pytest.raises(ManifestError, match=r"19-198\.trans\.txt:2: audio file not found"):
+        read_librispeech_dir(bad)
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(ValueError, match="no \\*.trans.txt"):
+        load_inputs([str(tmp_path / "nothing")])
+
+
+# ------------------------------------------------------------------ transcription
+def test_streaming_equals_offline(ckpt, manifest):
+    from asr.audio import read_audio
+    from asr.checkpoint import load_model
+
+    rec = load_model(ckpt)
+    utts = load_inputs([manifest])
+    whole = evaluate(rec, utts, EvalOptions(threads=1))
+    assert any(u.hyp for u in whole.utterances)  # the sharpened random model emits text
+    for chunk, batch in [(160, 16), (37, 3), (1000, 1)]:
+        rep = evaluate(rec, utts, EvalOptions(chunk_ms=chunk, batch_size=batch, threads=1))
+        assert [u.hyp for u in rep.utterances] == [u.hyp for u in whole.utterances]
+        assert rep.score == whole.score
+    # offline = the model over the whole feature sequence, no Stream involved
+    hyps = []
+    for u in utts:
+        wave, sr = read_audio(u.audio)
+        if sr != SR:
+            import torchaudio
+
+            wave = torchaudio.functional.resample(torch.from_numpy(wave), sr, SR).numpy()
+        feats = rec.logmel(torch.from_numpy(wave))
+        with torch.no_grad():
+            lp, lens = rec.model(feats[None], torch.tensor([feats.shape[0]]))
+        hyps.append(greedy_decode(lp[0], int(lens[0]), rec.tokenizer, rec.step_s).text)
+    assert [u.hyp for u in whole.utterances] == hyps
+    assert whole.score == score([u.text for u in utts], hyps)
+
+
+def test_beam_decoder(ckpt, manifest):
+    pytest.importorskip("flashlight.lib.text.decoder")
+    from asr.beam import BeamCTCDecoder
+    from asr.checkpoint import load_model
+    from asr.tokenizer import CharTokenizer
+
+    # two steps, P(blank) = 0.4 > P(a) = 0.3: greedy says "", but "a" has 0.33 over its three paths
+    tok = CharTokenizer()
+    p = torch.full((2, tok.vocab_size), 0.3 / (tok.vocab_size - 2))
+    p[:, 0], p[:, tok.pieces.index("a")] = 0.4, 0.3
+    assert greedy_decode(p.log(), 2, tok, 0.04).text == ""
+    assert BeamCTCDecoder(tok, 0.04).decode(p.log()).text == "a"
+    rec = load_model(ckpt)
+    utts = load_inputs([manifest])
+    a = evaluate(rec, utts, EvalOptions(decoder="beam", beam_size=8, threads=1))
+    b = evaluate(rec, utts, EvalOptions(decoder="beam", beam_size=8, chunk_ms=160, batch_size=2, threads=1))
+    assert [u.hyp for u in a.utterances] == [u.hyp for u in b.utterances]
+    assert any(u.hyp for u in a.utterances)
+
+
+def test_latency_with_fake_clock(ckpt, manifest):
+    from asr.audio import read_audio
+    from asr.checkpoint import load_model
+
+    now = [0.0]
+    rec = load_model(ckpt)
+    utts = load_inputs([manifest])[:2]
+    lat = measure_latency(rec, utts, chunk_ms=160, clock=lambda: now[0],
+                          sleep=lambda s: now.__setitem__(0, now[0] + s))
+    # instant compute: each word appears at the end of the chunk that completes it
+    assert lat.final_latency_s == [0.0, 0.0]
+    n_words = sum(len(rec.transcribe(read_audio(u.audio)[0]).words) for u in utts)
+    assert len(lat.word_latency_s) == n_words > 0
+    assert all(-0.5 < x <= 0.16 + 1e-6 for x in lat.word_latency_s)
+    d = lat.to_dict()
+    assert d["words"] == n_words and d["final_p95_s"] == 0.0
+
+
+# ------------------------------------------------------------------ CLI
+def test_cli_json(ckpt, manifest, capsys):
+    assert cli_main(["eval", manifest, "--model", ckpt, "--json", "--quiet", "--chunk-ms", "160",
+                     "--threads", "1", "--speed-utts", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["utterances"] == len(TEXTS)
+    assert out["ref_words"] == 2 + 4 + 4 + 5  # "it's forty two degrees" after normalisation
+    assert out["wer"] == pytest.approx(100 * (out["substitutions"] + out["deletions"] + out["insertions"])
+                                       / out["ref_words"], abs=0.01)
+    assert set(out["groups"]) == {"voice"}  # engine and set take one value only
+    assert out["groups"]["voice"]["v1"]["utterances"] == 2
+    assert out["speed"]["utterances"] == 2 and out["speed"]["rtf_1_thread"] > 0
+    assert out["latency"] is None and out["options"]["chunk_ms"] == 160
+
+
+def test_cli_out_writes_report(ckpt, manifest, tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert cli_main(["eval", manifest, "--model", ckpt, "--out", str(out), "--quiet", "--threads", "1",
+                     "--speed-utts", "0", "--latency", "--latency-utts", "1", "--worst", "2"]) == 0
+    stdout = capsys.readouterr().out
+    assert "WER" in stdout and "report.md" in stdout
+    md = (out / "report.md").read_text()
+    for part in ["## Overall", "## By voice", "## Latency", "worst utterances", "REF:", "HYP:", "wer_by_voice.png"]:
+        assert part in md
+    for png in ["wer_by_voice.png", "wer_hist.png", "latency.png"]:
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = [json.loads(line) for line in (out / "utterances.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["u0", "u1", "u2", "u3"]
+    assert rows[0]["ref"] == "hello world" and rows[0]["voice"] == "v2" and "words" in rows[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["latency"]["utterances"] == 1 and len(summary["worst"]) <= 2
