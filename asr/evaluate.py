@@ -252,7 +252,7 @@ class EvalOptions:
     decoder: str = "greedy"  # "greedy" or "beam" (asr.beam, needs flashlight-text)
     beam_size: int = 16  # hypotheses kept by the beam decoder
     batch_size: int = 16  # streams stepped together by decode_streams
-    threads: int = 0  # torch CPU threads for the run (0: all cores)
+    threads: int = 1  # torch CPU threads for the run (0: all cores); batching, not threads, is what pays on a busy CPU
 
     def check(self) -> None:
         if self.chunk_ms is not None and not self.chunk_ms > 0:
@@ -765,7 +765,9 @@ def register(sub) -> None:
                    help="streams decoded together (default: %(default)s)")
     p.add_argument("--out", metavar="DIR", help="write report.md, summary.json, utterances.jsonl and PNG plots here")
     p.add_argument("--json", action="store_true", help="print the summary as JSON (rates in percent)")
-    p.add_argument("--threads", type=int, default=0, metavar="N", help="torch CPU threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch CPU threads of the batched run (0: all cores; default: %(default)s: streams are "
+                        "batched, and extra threads mostly wait on a busy machine)")
     p.add_argument("--limit", type=int, default=0, metavar="N", help="only the first N utterances of each input")
     p.add_argument("--worst", type=int, default=10, metavar="N", help="worst utterances to list (default: %(default)s)")
     p.add_argument("--speed-utts", type=int, default=20, metavar="N",

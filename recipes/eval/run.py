@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""Compare the project model with PocketSphinx 5 on the same test sets: one table.
+
+Usage:
+    python3 recipes/eval/run.py [--model default] [--data-dir /work/data/synth] [--out exp/eval]
+                                [--sets test_heldout asterisk_letters [MANIFEST_OR_DIR ...]]
+                                [--limit N] [--chunk-ms 160] [--decoder greedy|beam] [--beam-size 16]
+                                [--threads 1] [--speed-utts 20] [--latency-utts 20] [--latency-chunk-ms 160]
+                                [--stage 1] [--stop-stage 3] [--force]
+
+A set is a name in ``--data-dir`` (``NAME.jsonl``), or any manifest path or LibriSpeech-layout
+directory. ``--limit N`` keeps the first N utterances of every set (both systems see the
+same ones).
+
+Stages (finished work is cached under ``--out`` with a key of its inputs, and skipped on
+reruns while the key matches; ``--force`` redoes it):
+
+    1  PocketSphinx 5 (recipes/eval/pocketsphinx_baseline.py: default en-us model, 1 thread)
+       on each set -> ``OUT/pocketsphinx/SET/{hyps.jsonl,summary.json}``; rescored with
+       ``asr.evaluate.score`` so both systems are scored by the same code
+    2  project model on each set (``asr.evaluate``: streaming path, WER/CER, RTF on 1 thread
+       and all cores, latency at real-time pace) -> ``OUT/MODEL/SET/{report.md,summary.json,...}``
+    3  comparison table -> ``OUT/comparison.md`` + ``OUT/comparison.json``
+
+Latency is measured for the project model only (PocketSphinx decodes whole utterances here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+for p in (REPO, HERE):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+DEFAULT_SETS = ["test_heldout", "asterisk_letters"]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- sets
+def resolve_sets(names, data_dir: str, out: Path):
+    """-> list of (set name, manifest path) ; LibriSpeech directories become manifests under OUT/manifests."""
+    from asr.evaluate import read_librispeech_dir
+
+    sets = []
+    for name in names:
+        p = Path(name)
+        cand = [p, Path(data_dir) / name, Path(data_dir) / f"{name}.jsonl"]
+        path = next((c for c in cand if c.exists()), None)
+        if path is None:
+            log(f"WARNING: set {name!r} not found (looked for {', '.join(map(str, cand[1:]))}); skipped. "
+                "Is the corpus recipe (recipes/synth/prepare.py) finished?")
+            continue
+        if path.is_dir():
+            set_name = path.resolve().name
+            manifest = out / "manifests" / f"{set_name}.jsonl"
+            manifest.parent.mkdir(parents=True, exist_ok=True)
+            text = "".join(json.dumps(u.to_dict()) + "\n" for u in read_librispeech_dir(path))
+            if not manifest.exists() or manifest.read_text() != text:  # unchanged: keep the cache key valid
+                manifest.write_text(text)
+        else:
+            set_name = path.name[:-6] if path.name.endswith(".jsonl") else path.stem
+            manifest = path
+        if any(s == set_name for s, _ in sets):
+            raise SystemExit(f"run.py: error: two sets are named {set_name!r}")
+        sets.append((set_name, str(manifest.resolve())))
+    if not sets:
+        raise SystemExit("run.py: error: no test set found")
+    return sets
+
+
+def file_key(path: str) -> dict:
+    st = os.stat(path)
+    return {"path": os.path.abspath(path), "size": st.st_size, "mtime": int(st.st_mtime)}
+
+
+def cached(dirpath: Path, key: dict, force: bool) -> bool:
+    kf = dirpath / "key.json"
+    if force or not kf.exists() or not (dirpath / "summary.json").exists():
+        return False
+    return json.loads(kf.read_text()) == json.loads(json.dumps(key))
+
+
+def mark_done(dirpath: Path, key: dict) -> None:
+    (dirpath / "key.json").write_text(json.dumps(key, indent=1))
+
+
+# ---------------------------------------------------------------------------- stages
+def stage_pocketsphinx(sets, args, out: Path) -> None:
+    try:
+        import pocketsphinx_baseline as psb
+    except ImportError as e:
+        log(f"stage 1: PocketSphinx baseline unavailable ({e}); skipped")
+        return
+    from asr.evaluate import score_pairs, Score
+
+    for name, manifest in sets:
+        d = out / "pocketsphinx" / name
+        key = {"manifest": file_key(manifest), "limit": args.limit, "decoder": psb._version()}
+        if cached(d, key, args.force):
+            log(f"stage 1: pocketsphinx {name}: cached")
+            continue
+        d.mkdir(parents=True, exist_ok=True)
+        log(f"stage 1: pocketsphinx on {name}")
+        argv = [manifest, "--out", str(d / "hyps.jsonl"), "--summary", str(d / "baseline_summary.json")]
+        if args.limit:
+            argv += ["--limit", str(args.limit)]
+        try:
+            summ = psb.main(argv)
+        except (Exception, SystemExit) as e:  # noqa: BLE001  (a peer script: report, keep going)
+            log(f"stage 1: pocketsphinx failed on {name}: {e.__class__.__name__}: {e}")
+            continue
+        rows = [json.loads(line) for line in open(d / "hyps.jsonl")]
+        sc = sum(score_pairs([r["ref"] for r in rows], [r["hyp"] for r in rows]), Score())
+        summary = {"system": "pocketsphinx", "decoder": summ.get("decoder"), "set": name,
+                   "audio_s": round(summ["audio_hours"] * 3600, 2), **sc.to_dict(),
+                   "rtf_1_thread": summ["rtf"], "baseline_wer": summ["wer"]}
+        (d / "summary.json").write_text(json.dumps(summary, indent=1))
+        mark_done(d, key)
+
+
+def model_tag(model: str) -> str:
+    p = Path(model)
+    if p.is_file():
+        return f"{p.parent.name}-{p.stem}" if p.parent.name else p.stem
+    return model
+
+
+def stage_project(sets, args, out: Path) -> None:
+    from asr.checkpoint import load_model
+    from asr.evaluate import EvalOptions, evaluate, load_inputs, write_outputs
+
+    rec = load_model(args.model)  # fails with a clear message before any work
+    opts = EvalOptions(chunk_ms=args.chunk_ms, decoder=args.decoder, beam_size=args.beam_size,
+                       batch_size=args.batch_size, threads=args.threads)
+    opts.check()
+    mkey = file_key(args.model) if Path(args.model).is_file() else {"name": args.model, "meta": rec.meta}
+    for name, manifest in sets:
+        d = out / model_tag(args.model) / name
+        key = {"manifest": file_key(manifest), "model": mkey, "limit": args.limit, "options": asdict(opts),
+               "speed_utts": args.speed_utts, "latency_utts": args.latency_utts,
+               "latency_chunk_ms": args.latency_chunk_ms}
+        if cached(d, key, args.force):
+            log(f"stage 2: {model_tag(args.model)} {name}: cached")
+            continue
+        log(f"stage 2: {model_tag(args.model)} on {name}")
+        utts = load_inputs([manifest], args.limit)
+        report = evaluate(rec, utts, opts, model=args.model, inputs=[manifest], speed_utts=args.speed_utts,
+                          latency_utts=args.latency_utts, latency_chunk_ms=args.latency_chunk_ms, progress=True)
+        write_outputs(report, d)
+        s = report.score
+        log(f"stage 2: {name}: WER {100 * s.wer:.2f}% CER {100 * s.cer:.2f}% RTF {report.rtf:.4f}")
+        mark_done(d, key)
+
+
+def fmt(x, pct=False, ms=False, digits=3):
+    if x is None:
+        return "-"
+    if ms:
+        return f"{1000 * x:.0f}"
+    return f"{x:.2f}" if pct else f"{x:.{digits}f}"
+
+
+def stage_table(sets, args, out: Path) -> Path:
+    tag = model_tag(args.model)
+    rows, data = [], {"model": args.model, "data_dir": args.data_dir, "limit": args.limit, "sets": {}}
+    for name, manifest in sets:
+        entry = {"manifest": manifest}
+        pf = out / tag / name / "summary.json"
+        if pf.exists():
+            p = json.loads(pf.read_text())
+            sp, lat = p.get("speed") or {}, p.get("latency") or {}
+            entry["project"] = {k: p[k] for k in ("utterances", "audio_s", "wer", "cer", "substitutions", "deletions",
+                                                  "insertions", "ref_words", "rtf", "threads", "options")}
+            entry["project"].update(speed=sp or None, latency=lat or None)
+            rows.append([name, p["utterances"], f"{p['audio_s'] / 60:.1f}", f"project ({tag})",
+                         fmt(p["wer"], pct=True), fmt(p["cer"], pct=True),
+                         f"{p['substitutions']}/{p['deletions']}/{p['insertions']}",
+                         fmt(sp.get("rtf_1_thread")), f"{fmt(p['rtf'])} ({p['threads']} thr)",
+                         f"{fmt(lat.get('word_median_s'), ms=True)} / {fmt(lat.get('word_p95_s'), ms=True)}",
+                         f"{fmt(lat.get('final_median_s'), ms=True)} / {fmt(lat.get('final_p95_s'), ms=True)}"])
+        qf = out / "pocketsphinx" / name / "summary.json"
+        if qf.exists():
+            q = json.loads(qf.read_text())
+            entry["pocketsphinx"] = q
+            rows.append([name, q["utterances"], f"{q['audio_s'] / 60:.1f}", "PocketSphinx 5",
+                         fmt(q["wer"], pct=True), fmt(q["cer"], pct=True),
+                         f"{q['substitutions']}/{q['deletions']}/{q['insertions']}",
+                         fmt(q["rtf_1_thread"]), "-", "-", "-"])
+        data["sets"][name] = entry
+    header = ["set", "utts", "audio min", "system", "WER %", "CER %", "S/D/I", "RTF 1 thread",
+              "RTF eval run", "word latency median / p95 (ms)", "final latency median / p95 (ms)"]
+    md = ["# Project model vs PocketSphinx 5", "",
+          f"- project model: `{args.model}`; decoder {args.decoder}"
+          + (f" (beam {args.beam_size})" if args.decoder == "beam" else "")
+          + (f", streams fed in {args.chunk_ms:g} ms chunks" if args.chunk_ms else ", whole utterances"),
+          "- PocketSphinx 5: default en-us acoustic model, language model and dictionary, 1 thread "
+          "(recipes/eval/pocketsphinx_baseline.py)",
+          f"- data: `{args.data_dir}`" + (f", first {args.limit} utterances of each set" if args.limit else ""),
+          "- scoring: `asr.text.normalize` on reference and hypothesis, jiwer, corpus WER = (S + D + I) / N",
+          "- RTF 1 thread: one stream at a time (project: first --speed-utts utterances); RTF eval run: the "
+          "batched evaluation on all its threads; latency: audio fed at real-time pace "
+          f"in {args.latency_chunk_ms:g} ms chunks (project only), word = shown - word end, "
+          "final = end of audio -> final result", "",
+          "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    md += ["", f"Per-set reports: `{tag}/SET/report.md`; PocketSphinx hypotheses: `pocketsphinx/SET/hyps.jsonl`.", ""]
+    (out / "comparison.md").write_text("\n".join(md))
+    (out / "comparison.json").write_text(json.dumps(data, indent=1))
+    return out / "comparison.md"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="default", help="bundled model name or checkpoint path (default: %(default)s)")
+    ap.add_argument("--data-dir", default="/work/data/synth", help="where set names are looked up (default: %(default)s)")
+    ap.add_argument("--out", default="exp/eval", help="output directory (default: %(default)s)")
+    ap.add_argument("--sets", nargs="+", default=DEFAULT_SETS, metavar="SET",
+                    help="set names in --data-dir, manifests or LibriSpeech directories (default: %(default)s)")
+    ap.add_argument("--limit", type=int, default=0, help="first N utterances of each set (default: all)")
+    ap.add_argument("--chunk-ms", type=float, default=160.0, help="project: stream chunk size in ms (default: %(default)s)")
+    ap.add_argument("--decoder", choices=["greedy", "beam"], default="greedy")
+    ap.add_argument("--beam-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=16, help="project: streams decoded together")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="project: torch threads of the batched eval run (0: all cores; default: %(default)s, "
+                         "see README)")
+    ap.add_argument("--speed-utts", type=int, default=20, help="project: utterances timed on 1 thread / all cores")
+    ap.add_argument("--latency-utts", type=int, default=20, help="project: utterances fed at real-time pace (0: skip)")
+    ap.add_argument("--latency-chunk-ms", type=float, default=160.0)
+    ap.add_argument("--stage", type=int, default=1)
+    ap.add_argument("--stop-stage", type=int, default=3)
+    ap.add_argument("--force", action="store_true", help="redo cached results")
+    args = ap.parse_args(argv)
+    if args.limit < 0:
+        ap.error("--limit must be 0 or more")
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sets = resolve_sets(args.sets, args.data_dir, out)
+    log("sets: " + ", ".join(f"{n} ({m})" for n, m in sets))
+    if args.stage <= 2 <= args.stop_stage:
+        from asr.checkpoint import load_model
+
+        try:
+            load_model(args.model)
+        except (FileNotFoundError, ValueError) as e:  # before PocketSphinx spends minutes
+            print(f"run.py: error: {e}", file=sys.stderr)
+            return 1
+    if args.stage <= 1 <= args.stop_stage:
+        stage_pocketsphinx(sets, args, out)
+    if args.stage <= 2 <= args.stop_stage:
+        stage_project(sets, args, out)
+    if args.stage <= 3 <= args.stop_stage:
+        path = stage_table(sets, args, out)
+        print(path.read_text())
+        log(f"stage 3: {path} and {out / 'comparison.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
