@@ -562,7 +562,8 @@ def evaluate(rec, utts: Sequence[Utterance], opts: EvalOptions = EvalOptions(), 
     if speed_utts:
         report.speed = measure_speed(rec, list(utts)[:speed_utts], opts, progress)
     if latency_utts:
-        report.latency = measure_latency(rec, list(utts)[:latency_utts], latency_chunk_ms, progress)
+        with torch_threads(opts.threads):
+            report.latency = measure_latency(rec, list(utts)[:latency_utts], latency_chunk_ms, progress)
     return report
 
 
@@ -617,6 +618,10 @@ def _plot_groups(report: EvalReport, out: Path) -> List[str]:
     return files
 
 
+def _threads(n: int) -> str:
+    return f"{n} thread" + ("s" if n != 1 else "")
+
+
 def _md_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -639,7 +644,7 @@ def render_markdown(report: EvalReport, plots: Sequence[str] = (), n_worst: int 
         f"# Evaluation: {report.model}", "",
         f"- inputs: {', '.join(f'`{p}`' for p in report.inputs) or '-'}",
         f"- {s.utterances} utterances, {report.audio_s / 3600:.3f} h of audio",
-        f"- decoding: {dec}, streams fed {chunk}, {o.batch_size} streams per batch, {report.threads} threads",
+        f"- decoding: {dec}, streams fed {chunk}, {o.batch_size} streams per batch, {_threads(report.threads)}",
         "- scoring: `asr.text.normalize` on reference and hypothesis, jiwer alignment; WER = (S + D + I) / N "
         "over the corpus",
     ]
@@ -655,7 +660,7 @@ def render_markdown(report: EvalReport, plots: Sequence[str] = (), n_worst: int 
             md += [f"![WER by {key}](wer_by_{key}.png)", ""]
     md += ["## Speed", "",
            f"- evaluation run: RTF {report.rtf:.4f} ({report.compute_s:.1f} s compute for "
-           f"{report.audio_s:.1f} s audio, batched, {report.threads} threads)"]
+           f"{report.audio_s:.1f} s audio, batched, {_threads(report.threads)})"]
     if report.speed:
         sp = report.speed
         md.append(f"- single stream ({sp.utterances} utterances, {sp.audio_s:.1f} s audio): "
@@ -729,7 +734,7 @@ def _main(args) -> int:
     s = report.score
     print(f"{report.model}: {s.utterances} utterances, {report.audio_s / 60:.1f} min audio")
     print(f"WER {100 * s.wer:.2f}% (S {s.substitutions} D {s.deletions} I {s.insertions} / {s.ref_words} words) | "
-          f"CER {100 * s.cer:.2f}% | RTF {report.rtf:.4f} ({report.threads} threads, batched)")
+          f"CER {100 * s.cer:.2f}% | RTF {report.rtf:.4f} ({_threads(report.threads)}, batched)")
     for key, g in report.groups.items():
         print(f"  by {key}: " + ", ".join(f"{v} {100 * sc.wer:.1f}%" for v, sc in g.items()))
     if report.speed:
