@@ -245,3 +245,33 @@ def test_cli_out_writes_report(ckpt, manifest, tmp_path, capsys):
     assert rows[0]["ref"] == "hello world" and rows[0]["voice"] == "v2" and "words" in rows[0]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["latency"]["utterances"] == 1 and len(summary["worst"]) <= 2
+
+
+def test_recipe_run_end_to_end(ckpt, manifest, tmp_path, capsys):
+    """recipes/eval/run.py: both systems (PocketSphinx when installed), table, cached rerun."""
+    import importlib.util
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location("eval_run", os.path.join(here, "..", "recipes", "eval", "run.py"))
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    # a 16 kHz subset with relative audio paths (run.py makes them absolute for PocketSphinx)
+    lines = [json.loads(x) for x in open(manifest)]
+    m16 = write_manifest(os.path.join(os.path.dirname(manifest), "tiny16.jsonl"), [r for r in lines if r["audio"] != "u2.wav"])
+    has_ps = importlib.util.find_spec("pocketsphinx") is not None
+    tag = run.model_tag(ckpt)
+    argv = ["--model", ckpt, "--out", str(tmp_path / "exp"), "--sets", m16, "missing_set", "--data-dir", str(tmp_path),
+            "--speed-utts", "1", "--latency-utts", "0", "--chunk-ms", "100"] + ([] if has_ps else ["--stage", "2"])
+    assert run.main(argv) == 0
+    table = (tmp_path / "exp" / "comparison.md").read_text()
+    assert f"| tiny16 | 3 | 0.0 | project ({tag}) |" in table
+    assert ("| tiny16 | 3 | 0.0 | PocketSphinx 5 |" in table) == has_ps
+    data = json.loads((tmp_path / "exp" / "comparison.json").read_text())
+    assert data["sets"]["tiny16"]["project"]["utterances"] == 3
+    capsys.readouterr()
+    assert run.main(argv) == 0  # second run: everything cached
+    err = capsys.readouterr().err
+    assert f"{tag} tiny16: cached" in err and "not found" in err
+    assert ("pocketsphinx tiny16: cached" in err) == has_ps
+    assert run.main(["--model", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x"), "--sets", m16]) == 1

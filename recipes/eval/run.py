@@ -50,8 +50,14 @@ def log(msg: str) -> None:
 
 # ----------------------------------------------------------------------------- sets
 def resolve_sets(names, data_dir: str, out: Path):
-    """-> list of (set name, manifest path) ; LibriSpeech directories become manifests under OUT/manifests."""
-    from asr.evaluate import read_librispeech_dir
+    """-> list of (set name, manifest path, source path).
+
+    Every set is rewritten as ``OUT/manifests/SET.jsonl`` with absolute audio paths (the
+    PocketSphinx script resolves paths against its working directory), LibriSpeech
+    directories included; a file is only rewritten when its content changes, so cache
+    keys stay valid.
+    """
+    from asr.evaluate import load_inputs
 
     sets = []
     for name in names:
@@ -62,19 +68,17 @@ def resolve_sets(names, data_dir: str, out: Path):
             log(f"WARNING: set {name!r} not found (looked for {', '.join(map(str, cand[1:]))}); skipped. "
                 "Is the corpus recipe (recipes/synth/prepare.py) finished?")
             continue
-        if path.is_dir():
-            set_name = path.resolve().name
-            manifest = out / "manifests" / f"{set_name}.jsonl"
-            manifest.parent.mkdir(parents=True, exist_ok=True)
-            text = "".join(json.dumps(u.to_dict()) + "\n" for u in read_librispeech_dir(path))
-            if not manifest.exists() or manifest.read_text() != text:  # unchanged: keep the cache key valid
-                manifest.write_text(text)
-        else:
-            set_name = path.name[:-6] if path.name.endswith(".jsonl") else path.stem
-            manifest = path
-        if any(s == set_name for s, _ in sets):
+        utts = load_inputs([str(path)])
+        set_name = utts[0].extra["set"]
+        if any(s == set_name for s, _, _ in sets):
             raise SystemExit(f"run.py: error: two sets are named {set_name!r}")
-        sets.append((set_name, str(manifest.resolve())))
+        manifest = out / "manifests" / f"{set_name}.jsonl"
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        text = "".join(json.dumps({**u.to_dict(), "audio": os.path.abspath(u.audio)}, ensure_ascii=False) + "\n"
+                       for u in utts)
+        if not manifest.exists() or manifest.read_text(encoding="utf-8") != text:
+            manifest.write_text(text, encoding="utf-8")
+        sets.append((set_name, str(manifest.resolve()), str(path.resolve())))
     if not sets:
         raise SystemExit("run.py: error: no test set found")
     return sets
@@ -105,7 +109,7 @@ def stage_pocketsphinx(sets, args, out: Path) -> None:
         return
     from asr.evaluate import score_pairs, Score
 
-    for name, manifest in sets:
+    for name, manifest, _ in sets:
         d = out / "pocketsphinx" / name
         key = {"manifest": file_key(manifest), "limit": args.limit, "decoder": psb._version()}
         if cached(d, key, args.force):
@@ -146,7 +150,7 @@ def stage_project(sets, args, out: Path) -> None:
                        batch_size=args.batch_size, threads=args.threads)
     opts.check()
     mkey = file_key(args.model) if Path(args.model).is_file() else {"name": args.model, "meta": rec.meta}
-    for name, manifest in sets:
+    for name, manifest, _ in sets:
         d = out / model_tag(args.model) / name
         key = {"manifest": file_key(manifest), "model": mkey, "limit": args.limit, "options": asdict(opts),
                "speed_utts": args.speed_utts, "latency_utts": args.latency_utts,
@@ -175,8 +179,8 @@ def fmt(x, pct=False, ms=False, digits=3):
 def stage_table(sets, args, out: Path) -> Path:
     tag = model_tag(args.model)
     rows, data = [], {"model": args.model, "data_dir": args.data_dir, "limit": args.limit, "sets": {}}
-    for name, manifest in sets:
-        entry = {"manifest": manifest}
+    for name, manifest, source in sets:
+        entry = {"source": source, "manifest": manifest}
         pf = out / tag / name / "summary.json"
         if pf.exists():
             p = json.loads(pf.read_text())
@@ -250,7 +254,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sets = resolve_sets(args.sets, args.data_dir, out)
-    log("sets: " + ", ".join(f"{n} ({m})" for n, m in sets))
+    log("sets: " + ", ".join(f"{n} ({src})" for n, _, src in sets))
     if args.stage <= 2 <= args.stop_stage:
         from asr.checkpoint import load_model
 
