@@ -192,7 +192,7 @@ def decode_audio(data: bytes, fmt: str = "s16le") -> np.ndarray:
     dtype, width = FORMATS[fmt]
     if len(data) % width:
         raise ProtocolError("bad_audio", f"{len(data)} bytes is not a whole number of {fmt} samples ({width} bytes each)")
-    samples = np.frombuffer(data, dtype=dtype)
+    samples = np.frombuffer(data, dtype=dtype).astype(dtype.newbyteorder("="))  # a writable, native-order copy
     if fmt == "f32le" and not np.isfinite(samples).all():
         raise ProtocolError("bad_audio", "f32le audio contains NaN or infinite samples")
     return samples
