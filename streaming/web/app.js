@@ -72,8 +72,10 @@ async function start() {
   $("start").disabled = true;
   try {
     setStatus("asking for the microphone…");
+    // raw microphone audio: the model is trained on unprocessed speech, and browser noise
+    // suppression / gain control change it in ways it never saw
     const stream = await navigator.mediaDevices.getUserMedia({
-      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
     });
     const ctx = new AudioContext();
     await ctx.audioWorklet.addModule("pcm-worklet.js");
