@@ -78,8 +78,10 @@ class _Capture:
             except queue.Full:  # the consumer stalled: drop audio rather than grow without bound
                 self.dropped += 1
 
+        # finished_callback: a device that goes away ends the capture like Ctrl-C (last final printed)
         self.stream = sd.InputStream(device=device, channels=1, samplerate=sample_rate, dtype="int16",
-                                     blocksize=int(round(sample_rate * BLOCK_S)), callback=cb)
+                                     blocksize=int(round(sample_rate * BLOCK_S)), callback=cb,
+                                     finished_callback=self.stop)
 
     def __enter__(self):
         self.stream.start()

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).parent / "web"
 _CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                  ".css": "text/css; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml"}
+                  ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 
 
 @dataclass(frozen=True)

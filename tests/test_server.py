@@ -510,3 +510,75 @@ def test_sigterm_finishes_streams_then_exits(ckpt, rec):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ---- asr mic (a fake sounddevice stands in for the microphone) --------------------------------
+
+
+class FakeSoundDevice:
+    """The parts of the sounddevice module ``asr mic`` uses; "records" ``wave`` in real blocks."""
+
+    class PortAudioError(Exception):
+        pass
+
+    def __init__(self, wave=None, rate=16000, devices=True):
+        self.wave, self.rate = wave, rate
+        self.devices = [{"name": "Fake Mic", "max_input_channels": 1, "default_samplerate": float(rate)},
+                        {"name": "Fake Speaker", "max_input_channels": 0, "default_samplerate": 48000.0}] if devices else []
+        self.default = type("D", (), {"device": [0 if devices else -1, 1]})()
+        fake = self
+
+        class InputStream:
+            def __init__(self, device, channels, samplerate, dtype, blocksize, callback, finished_callback):
+                assert device == 0 and channels == 1 and samplerate == fake.rate and dtype == "int16"
+                self.args = (blocksize, callback, finished_callback)
+
+            def start(self):
+                blocksize, callback, finished = self.args
+
+                def run():
+                    pcm = np.frombuffer(to_format(fake.wave, "s16le"), "<i2")
+                    for i in range(0, len(pcm), blocksize):
+                        callback(pcm[i : i + blocksize, None], blocksize, None, None)
+                    finished()  # the device stream ends: the capture ends as on Ctrl-C
+
+                threading.Thread(target=run, daemon=True).start()
+
+            def stop(self):
+                pass
+
+            def close(self):
+                pass
+
+        self.InputStream = InputStream
+
+    def query_devices(self, device=None):
+        return self.devices if device is None else self.devices[device]
+
+
+def test_mic_through_server_and_in_process(server, rec, ckpt, monkeypatch, capsys):
+    from asr.cli import main
+    import streaming.mic as mic
+
+    wave = speechlike(1.5, seed=90)
+    ref = rec.transcribe(wire(wave, "s16le")).text
+    monkeypatch.setattr(mic, "_sd", lambda: FakeSoundDevice(wave))
+    assert main(["mic", "--list-devices"]) == 0
+    out = capsys.readouterr().out
+    assert "Fake Mic" in out and "Fake Speaker" not in out
+    assert main(["mic", "--url", server.url + "/asr"]) == 0
+    assert capsys.readouterr().out.splitlines() == [ref]
+    assert main(["mic", "--model", str(ckpt), "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[-1]["type"] == "final" and events[-1]["reason"] == "end" and joined(events) == ref
+
+
+def test_mic_without_input_device(monkeypatch, capsys):
+    from asr.cli import main
+    import streaming.mic as mic
+
+    monkeypatch.setattr(mic, "_sd", lambda: FakeSoundDevice(devices=False))
+    assert main(["mic", "--url", "ws://127.0.0.1:1/asr"]) == 1
+    assert "no audio input device found" in capsys.readouterr().err
+    assert main(["mic", "--list-devices"]) == 1
+    assert "no audio input devices" in capsys.readouterr().out
