@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(find_chromium() is None,
 SR = 16000
 
 
-def test_audio(seconds_per_burst=(1.2, 1.0, 1.4)):
+def bursts_with_pauses(seconds_per_burst=(1.2, 1.0, 1.4)):
     """Speech-like bursts with noise gaps (the random model emits blanks there: endpoints fire)."""
     rng = np.random.default_rng(7)
     parts = []
@@ -38,9 +38,6 @@ def test_audio(seconds_per_burst=(1.2, 1.0, 1.4)):
         parts.append(speechlike(d, SR, seed=90 + i))
         parts.append((0.1 * rng.standard_normal(int(1.5 * SR))).astype(np.float32))
     return np.concatenate(parts)
-
-
-test_audio.__test__ = False  # a helper, not a test
 
 
 class Recording:
@@ -81,7 +78,7 @@ def best_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_browser_microphone_page(tmp_path):
-    wave = test_audio()
+    wave = bursts_with_pauses()
     wav = tmp_path / "speech.wav"
     sf.write(wav, wave, SR, subtype="PCM_16")
     ckpt = tmp_path / "random.pt"
