@@ -652,11 +652,6 @@ class BackgroundServer:
     def port(self) -> int:
         return self.server.port
 
-    def call(self, fn, *args):
-        """Run ``fn(*args)`` on the server's loop and return its result."""
-        fut = asyncio.run_coroutine_threadsafe(_async_call(fn, *args), self.loop)
-        return fut.result(30)
-
     def stop(self) -> None:
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(self.server.shutdown(), self.loop).result(60)
@@ -667,10 +662,6 @@ class BackgroundServer:
 
     def __exit__(self, *exc):
         self.stop()
-
-
-async def _async_call(fn, *args):
-    return fn(*args)
 
 
 # ---- CLI -----------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from websockets.sync.client import connect
 
 from asr.checkpoint import load_model
 from asr.decoding import EndpointConfig
-from streaming.client import ServerError, file_chunks, run_session, to_format
+from streaming.client import file_chunks, run_session, to_format
 from streaming.scheduler import Scheduler
 from streaming.server import BackgroundServer, ServerConfig
 

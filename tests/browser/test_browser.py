@@ -9,10 +9,8 @@ screenshot taken mid-transcription (copied to $ASR_BROWSER_SCREENSHOT if set, e.
 Needs Debian's chromium (``.ci/browser-setup.sh``); skipped with a reason when it is absent.
 """
 
-import json
 import os
 import shutil
-import time
 
 import numpy as np
 import pytest
