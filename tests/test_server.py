@@ -9,6 +9,7 @@ Each test builds its audio with ``speechlike`` and compares against ``rec.transc
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 from websockets.sync.client import connect
 
 from asr.checkpoint import load_model
@@ -169,6 +170,10 @@ def test_client_cli_matches_transcribe_cli(server, rec, ckpt, tmp_path, capsys):
     assert main(["client", str(path), "--url", server.url + "/asr", "--json", "--format", "f32le", "--chunk-ms", "30"]) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert events[0]["type"] == "ready" and events[-1]["type"] == "done" and joined(events) == ref
+    # --realtime paces the audio like a live source
+    t = time.monotonic()
+    assert main(["client", str(path), "--url", server.url + "/asr", "--realtime"]) == 0
+    assert time.monotonic() - t >= 1.5 and capsys.readouterr().out.splitlines() == [ref]
     # a connection error is one line on stderr, exit status 1
     assert main(["client", str(path), "--url", "ws://127.0.0.1:1/asr"]) == 1
     assert "cannot connect" in capsys.readouterr().err
@@ -277,6 +282,26 @@ def test_token_auth(rec):
         assert session(srv.url + "/asr?token=s3cret", wave, 16000)[-1]["type"] == "done"
         req = urllib.request.Request(http + "/metrics", headers={"Authorization": "Bearer s3cret"})
         assert b"asr_active_streams" in urllib.request.urlopen(req).read()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed (needed to make a test certificate)")
+def test_tls(rec, tmp_path):
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    with BackgroundServer(rec, ServerConfig(port=0, certfile=str(cert), keyfile=str(key))) as srv:
+        assert srv.url.startswith("wss://")
+        ctx = ssl.create_default_context(cafile=str(cert))
+        wave = speechlike(0.8, seed=33)
+        events = asyncio.run(run_session(srv.url + "/asr", file_chunks(wave, 16000), 16000, ssl=ctx))
+        assert joined(events) == rec.transcribe(wire(wave, "s16le")).text
+        health = urllib.request.urlopen(srv.url.replace("wss://", "https://") + "/healthz", context=ctx)
+        assert json.loads(health.read())["status"] == "ok"
+        with pytest.raises((OSError, InvalidMessage)):  # plain ws:// is not served on a TLS port
+            connect(srv.url.replace("wss://", "ws://") + "/asr", open_timeout=3)
 
 
 def test_http_routes(server):
