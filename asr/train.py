@@ -75,6 +75,8 @@ class TrainConfig:
     epochs: int = 100  # stop after this many epochs
     max_steps: int = 0  # stop after this many optimizer steps (0 = no limit)
     max_hours: float = 0.0  # stop after this many wall-clock hours in this invocation (0 = no limit)
+    max_cpu_hours: float = 0.0  # stop when the run's total training-process CPU time reaches this (0 = no limit);
+    # a fair budget when several runs share the cores (data-loader workers are not counted)
     # ---- augmentation ----
     augment: bool = True  # waveform augmentation (asr.augment): speed, noise, reverb, gain, telephone band
     spec_augment: bool = True  # SpecAugment frequency/time masks
@@ -258,7 +260,8 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
-    state = {"epoch": 0, "batch": 0, "step": 0, "wall_s": 0.0, "audio_s": 0.0, "best_wer": None, "best_step": None}
+    state = {"epoch": 0, "batch": 0, "step": 0, "wall_s": 0.0, "cpu_s": 0.0, "audio_s": 0.0, "best_wer": None,
+             "best_step": None}
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
@@ -306,6 +309,7 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
 
     t_start = time.time()
     wall0 = state["wall_s"]
+    cpu_start, cpu0 = time.process_time(), state.get("cpu_s", 0.0)
     last_ckpt = time.time()
     model.train()
     stop = False
@@ -350,14 +354,17 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
                 dt = time.time() - win_t
                 log(type="train", step=state["step"], epoch=epoch, batch=state["batch"], loss=win_loss / max(win_tok, 1),
                     lr=sched.get_last_lr()[0], grad_norm=gnorm, audio_s_per_s=win_audio * world / max(dt, 1e-9),
-                    wall_h=(wall0 + time.time() - t_start) / 3600, audio_h=state["audio_s"] / 3600)
+                    wall_h=(wall0 + time.time() - t_start) / 3600, cpu_h=state["cpu_s"] / 3600,
+                    audio_h=state["audio_s"] / 3600)
                 win_loss, win_tok, win_audio, win_t = 0.0, 0, 0.0, time.time()
             state["wall_s"] = wall0 + time.time() - t_start
+            state["cpu_s"] = cpu0 + time.process_time() - cpu_start
             if time.time() - last_ckpt > cfg.ckpt_minutes * 60:
                 save_last()
                 last_ckpt = time.time()
             if (cfg.max_steps and state["step"] >= cfg.max_steps) or (
-                cfg.max_hours and time.time() - t_start > cfg.max_hours * 3600):
+                cfg.max_hours and time.time() - t_start > cfg.max_hours * 3600) or (
+                cfg.max_cpu_hours and state["cpu_s"] > cfg.max_cpu_hours * 3600):
                 stop = True
                 break
         if bar is not None:
@@ -372,7 +379,7 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
             extra = {name: evaluate_manifest(model, tok, logmel, u, step_s) for name, u in extra_dev.items()}
             log(type="valid", step=state["step"], epoch=epoch, partial_epoch=partial_epoch, dev=res,
                 **{k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in extra.items()},
-                wall_h=state["wall_s"] / 3600)
+                wall_h=state["wall_s"] / 3600, cpu_h=state["cpu_s"] / 3600)
             print(f"epoch {epoch}: dev loss {res['loss']:.3f} WER {res['wer']:.3f} CER {res['cer']:.3f}  "
                   + "  ".join(f"{k} WER {v['wer']:.3f}" for k, v in extra.items()), file=sys.stderr)
             if state["best_wer"] is None or res["wer"] < state["best_wer"]:
@@ -403,6 +410,7 @@ def _meta(cfg, state, model) -> dict:
         "step": state["step"],
         "epoch": state["epoch"],
         "wall_hours": round(state["wall_s"] / 3600, 3),
+        "cpu_hours": round(state.get("cpu_s", 0.0) / 3600, 3),
         "audio_hours_seen": round(state["audio_s"] / 3600, 2),
         "params": model.num_params(),
     }
