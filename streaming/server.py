@@ -694,6 +694,16 @@ def _main(args) -> int:
         torch.set_num_threads(args.threads)
     if args.keyfile and not args.certfile:
         raise ValueError("--keyfile needs --certfile")
+    for name in ("trailing_silence", "max_segment", "idle_timeout", "max_pending"):
+        if not getattr(args, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ("max_connections", "max_message_bytes", "max_batch"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be 0..65535, got {args.port}")
+    if not P.MIN_RATE <= args.vosk_sample_rate <= P.MAX_RATE:
+        raise ValueError(f"--vosk-sample-rate must be {P.MIN_RATE}..{P.MAX_RATE} Hz, got {args.vosk_sample_rate}")
     token = args.token if args.token is not None else os.environ.get("ASR_SERVER_TOKEN") or None
     cfg = ServerConfig(
         host=args.host, port=args.port,
