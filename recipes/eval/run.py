@@ -9,8 +9,8 @@ Usage:
                                 [--stage 1] [--stop-stage 3] [--force]
 
 A set is a name in ``--data-dir`` (``NAME.jsonl``), or any manifest path or LibriSpeech-layout
-directory. ``--limit N`` keeps the first N utterances of every set (both systems see the
-same ones).
+directory. ``--limit N`` keeps N utterances of every set, spread evenly over it (manifests are
+often ordered by voice, so the first N would be one voice); both systems see the same ones.
 
 Stages (finished work is cached under ``--out`` with a key of its inputs, and skipped on
 reruns while the key matches; ``--force`` redoes it):
@@ -49,8 +49,11 @@ def log(msg: str) -> None:
 
 
 # ----------------------------------------------------------------------------- sets
-def resolve_sets(names, data_dir: str, out: Path):
+def resolve_sets(names, data_dir: str, out: Path, limit: int = 0):
     """-> list of (set name, manifest path, source path).
+
+    ``limit``: keep N utterances spread evenly over each set (manifests are often
+    ordered by voice, so the first N would be one voice); both systems read this subset.
 
     Every set is rewritten as ``OUT/manifests/SET.jsonl`` with absolute audio paths (the
     PocketSphinx script resolves paths against its working directory), LibriSpeech
@@ -70,6 +73,8 @@ def resolve_sets(names, data_dir: str, out: Path):
             continue
         utts = load_inputs([str(path)])
         set_name = utts[0].extra["set"]
+        if limit and limit < len(utts):
+            utts = [utts[i * len(utts) // limit] for i in range(limit)]
         if any(s == set_name for s, _, _ in sets):
             raise SystemExit(f"run.py: error: two sets are named {set_name!r}")
         manifest = out / "manifests" / f"{set_name}.jsonl"
@@ -118,8 +123,6 @@ def stage_pocketsphinx(sets, args, out: Path) -> None:
         d.mkdir(parents=True, exist_ok=True)
         log(f"stage 1: pocketsphinx on {name}")
         argv = [manifest, "--out", str(d / "hyps.jsonl"), "--summary", str(d / "baseline_summary.json")]
-        if args.limit:
-            argv += ["--limit", str(args.limit)]
         try:
             summ = psb.main(argv)
         except (Exception, SystemExit) as e:  # noqa: BLE001  (a peer script: report, keep going)
@@ -128,7 +131,7 @@ def stage_pocketsphinx(sets, args, out: Path) -> None:
         rows = [json.loads(line) for line in open(d / "hyps.jsonl")]
         sc = sum(score_pairs([r["ref"] for r in rows], [r["hyp"] for r in rows]), Score())
         summary = {"system": "pocketsphinx", "decoder": summ.get("decoder"), "set": name,
-                   "audio_s": round(summ["audio_hours"] * 3600, 2), **sc.to_dict(),
+                   "audio_s": round(sum(json.loads(x)["duration"] for x in open(manifest)), 2), **sc.to_dict(),
                    "rtf_1_thread": summ["rtf"], "baseline_wer": summ["wer"]}
         (d / "summary.json").write_text(json.dumps(summary, indent=1))
         mark_done(d, key)
@@ -159,7 +162,7 @@ def stage_project(sets, args, out: Path) -> None:
             log(f"stage 2: {model_tag(args.model)} {name}: cached")
             continue
         log(f"stage 2: {model_tag(args.model)} on {name}")
-        utts = load_inputs([manifest], args.limit)
+        utts = load_inputs([manifest])
         report = evaluate(rec, utts, opts, model=args.model, inputs=[manifest], speed_utts=args.speed_utts,
                           latency_utts=args.latency_utts, latency_chunk_ms=args.latency_chunk_ms, progress=True)
         write_outputs(report, d)
@@ -211,7 +214,7 @@ def stage_table(sets, args, out: Path) -> Path:
           + (f", streams fed in {args.chunk_ms:g} ms chunks" if args.chunk_ms else ", whole utterances"),
           "- PocketSphinx 5: default en-us acoustic model, language model and dictionary, 1 thread "
           "(recipes/eval/pocketsphinx_baseline.py)",
-          f"- data: `{args.data_dir}`" + (f", first {args.limit} utterances of each set" if args.limit else ""),
+          f"- data: `{args.data_dir}`" + (f", {args.limit} utterances spread evenly over each set" if args.limit else ""),
           "- scoring: `asr.text.normalize` on reference and hypothesis, jiwer, corpus WER = (S + D + I) / N",
           "- RTF 1 thread: one stream at a time (project: first --speed-utts utterances); RTF eval run: the "
           "batched evaluation on all its threads; latency: audio fed at real-time pace "
@@ -233,7 +236,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="exp/eval", help="output directory (default: %(default)s)")
     ap.add_argument("--sets", nargs="+", default=DEFAULT_SETS, metavar="SET",
                     help="set names in --data-dir, manifests or LibriSpeech directories (default: %(default)s)")
-    ap.add_argument("--limit", type=int, default=0, help="first N utterances of each set (default: all)")
+    ap.add_argument("--limit", type=int, default=0,
+                    help="N utterances spread evenly over each set (default: all)")
     ap.add_argument("--chunk-ms", type=float, default=160.0, help="project: stream chunk size in ms (default: %(default)s)")
     ap.add_argument("--decoder", choices=["greedy", "beam"], default="greedy")
     ap.add_argument("--beam-size", type=int, default=16)
@@ -253,7 +257,7 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sets = resolve_sets(args.sets, args.data_dir, out)
+    sets = resolve_sets(args.sets, args.data_dir, out, args.limit)
     log("sets: " + ", ".join(f"{n} ({src})" for n, _, src in sets))
     if args.stage <= 2 <= args.stop_stage:
         from asr.checkpoint import load_model
