@@ -217,7 +217,7 @@ def test_latency_with_fake_clock(ckpt, manifest):
 # ------------------------------------------------------------------ CLI
 def test_cli_json(ckpt, manifest, capsys):
     assert cli_main(["eval", manifest, "--model", ckpt, "--json", "--quiet", "--chunk-ms", "160",
-                     "--threads", "1", "--speed-utts", "2"]) == 0
+                     "--threads", "1", "--speed-utts", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["utterances"] == len(TEXTS)
     assert out["ref_words"] == 2 + 4 + 4 + 5  # "it's forty two degrees" after normalisation
@@ -225,7 +225,7 @@ def test_cli_json(ckpt, manifest, capsys):
                                        / out["ref_words"], abs=0.01)
     assert set(out["groups"]) == {"voice"}  # engine and set take one value only
     assert out["groups"]["voice"]["v1"]["utterances"] == 2
-    assert out["speed"]["utterances"] == 2 and out["speed"]["rtf_1_thread"] > 0
+    assert out["speed"]["utterances"] == 1 and out["speed"]["rtf_1_thread"] > 0
     assert out["latency"] is None and out["options"]["chunk_ms"] == 160
 
 
@@ -262,7 +262,7 @@ def test_recipe_run_end_to_end(ckpt, manifest, tmp_path, capsys):
     has_ps = importlib.util.find_spec("pocketsphinx") is not None
     tag = run.model_tag(ckpt)
     argv = ["--model", ckpt, "--out", str(tmp_path / "exp"), "--sets", m16, "missing_set", "--data-dir", str(tmp_path),
-            "--speed-utts", "1", "--latency-utts", "0", "--chunk-ms", "100"] + ([] if has_ps else ["--stage", "2"])
+            "--speed-utts", "0", "--latency-utts", "0", "--chunk-ms", "100"] + ([] if has_ps else ["--stage", "2"])
     assert run.main(argv) == 0
     table = (tmp_path / "exp" / "comparison.md").read_text()
     assert f"| tiny16 | 3 | 0.0 | project ({tag}) |" in table
