@@ -585,7 +585,8 @@ def _plot_groups(report: EvalReport, out: Path) -> List[str]:
         ax.set_yticks(list(y), names)
         ax.set_xlabel("error rate (%)")
         ax.set_xlim(0, 1.3 * max([100 * s.wer for _, s in items] + [100 * s.cer for _, s in items] + [1.0]))
-        ax.set_title(f"{report.model}: error rate by {key}")
+        shown = f" ({len(items)} worst of {len(g)})" if len(items) < len(g) else ""
+        ax.set_title(f"{Path(report.model).name}: error rate by {key}{shown}")
         ax.legend(loc="lower right")
         fig.tight_layout()
         name = f"wer_by_{key}.png"
@@ -596,7 +597,7 @@ def _plot_groups(report: EvalReport, out: Path) -> List[str]:
     ax.hist([min(100 * u.score.wer, 200) for u in report.utterances], bins=40)
     ax.set_xlabel("utterance WER (%, capped at 200)")
     ax.set_ylabel("utterances")
-    ax.set_title(f"{report.model}: per-utterance WER")
+    ax.set_title(f"{Path(report.model).name}: per-utterance WER")
     fig.tight_layout()
     fig.savefig(out / "wer_hist.png", dpi=100)
     plt.close(fig)
@@ -610,7 +611,7 @@ def _plot_groups(report: EvalReport, out: Path) -> List[str]:
         axes[1].set_xlabel("final latency (ms): end of audio -> final result")
         for ax in axes:
             ax.set_ylabel("count")
-        fig.suptitle(f"{report.model}: latency at real-time pace, {lat.chunk_ms:g} ms chunks")
+        fig.suptitle(f"{Path(report.model).name}: latency at real-time pace, {lat.chunk_ms:g} ms chunks")
         fig.tight_layout()
         fig.savefig(out / "latency.png", dpi=100)
         plt.close(fig)
@@ -736,7 +737,12 @@ def _main(args) -> int:
     print(f"WER {100 * s.wer:.2f}% (S {s.substitutions} D {s.deletions} I {s.insertions} / {s.ref_words} words) | "
           f"CER {100 * s.cer:.2f}% | RTF {report.rtf:.4f} ({_threads(report.threads)}, batched)")
     for key, g in report.groups.items():
-        print(f"  by {key}: " + ", ".join(f"{v} {100 * sc.wer:.1f}%" for v, sc in g.items()))
+        items = list(g.items())
+        if len(items) > 8:
+            items = sorted(items, key=lambda kv: -kv[1].wer)[:5]
+            print(f"  by {key} ({len(g)} values; worst): " + ", ".join(f"{v} {100 * sc.wer:.1f}%" for v, sc in items))
+        else:
+            print(f"  by {key}: " + ", ".join(f"{v} {100 * sc.wer:.1f}%" for v, sc in items))
     if report.speed:
         sp = report.speed
         print(f"single-stream RTF: {sp.rtf_1_thread:.4f} (1 thread), {sp.rtf_all_threads:.4f} ({sp.all_threads} threads)")
