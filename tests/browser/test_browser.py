@@ -60,6 +60,14 @@ class Recording:
         return st
 
 
+def lowpass(x: np.ndarray, hz: float = 2000.0) -> np.ndarray:
+    """Brick-wall low-pass: the page's resampling delays the signal by a fraction of a sample,
+    which decorrelates broadband noise at integer lags but not the band below 2 kHz."""
+    spec = np.fft.rfft(x.astype(np.float64))
+    spec[int(hz / SR * len(x)) :] = 0
+    return np.fft.irfft(spec, len(x))
+
+
 def best_correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Max over lags of the normalised cross-correlation of ``a`` with (looped) ``b``, via FFT."""
     n = len(a)
@@ -129,9 +137,13 @@ def test_browser_microphone_page(tmp_path):
     got = np.concatenate(chunks).astype(np.float32) / 32768.0
     seconds = len(got) / rate
     assert rate == SR and seconds > 3.0
-    corr = best_correlation(got[SR // 2 : SR // 2 + 2 * SR], wave)
-    print(f"\nbrowser: {seconds:.1f} s of audio, {len(finals)} finals, correlation with the WAV {corr:.3f}")
-    assert corr > 0.9
+    # (in 0.5 s windows: a capture glitch under CPU load breaks the alignment of a window, not all)
+    got_lp, wave_lp = lowpass(got), lowpass(wave)
+    corrs = [best_correlation(got_lp[i : i + SR // 2], wave_lp) for i in range(SR // 2, len(got) - SR // 2, SR // 2)]
+    corr = float(np.median(corrs))
+    print(f"\nbrowser: {seconds:.1f} s of audio, {len(finals)} finals, correlation with the WAV: "
+          f"median {corr:.3f}, min {min(corrs):.3f} over {len(corrs)} windows")
+    assert corr > 0.95
 
     # and the page's text is exactly the offline transcription of that audio
     ref = rec.rec.transcribe(np.concatenate(chunks), SR).text
