@@ -23,7 +23,8 @@ without ``babble_paths`` there is no babble. Missing sources are simply skipped 
 their probability mass goes to the remaining noise types.
 
 Cost (measured on the 2-core project machine, 4 s utterances, default config, one
-thread): see ``recipes/synth/README.md`` (about 1.5 ms of CPU per second of audio).
+thread): 0.86 ms of CPU per second of audio with the default config, 2.5 ms with every
+step forced on (details in ``recipes/synth/README.md``).
 """
 
 from __future__ import annotations
