@@ -72,27 +72,36 @@ class Job:
         self.removed = False
         self.ended = False  # "end" queued: nothing more is accepted
 
-    def put_audio(self, samples: np.ndarray) -> None:
-        """Queue 1-D PCM at the stream's rate (an empty array still gets its own step)."""
+    def put_audio(self, samples: np.ndarray) -> int:
+        """Queue 1-D PCM at the stream's rate (an empty array still gets its own step).
+
+        Returns the number of items queued (``StepOutput.messages`` counts them back).
+        """
         if self.ended:
             raise RuntimeError("stream already ended")
         piece = self.scheduler.step_samples(self.stream.sample_rate)
+        now = time.monotonic()
         if self.per_message or len(samples) <= piece:
-            self.scheduler._put(self, [(AUDIO, samples, time.monotonic())])
+            items = [(AUDIO, samples, now)]
         else:
-            now = time.monotonic()
-            self.scheduler._put(self, [(AUDIO, samples[i : i + piece], now) for i in range(0, len(samples), piece)])
+            items = [(AUDIO, samples[i : i + piece], now) for i in range(0, len(samples), piece)]
+        self.scheduler._put(self, items)
+        return len(items)
 
-    def reset(self) -> None:
-        """Close the open segment after the audio queued so far."""
-        if not self.ended:
-            self.scheduler._put(self, [(RESET, None, time.monotonic())])
+    def reset(self) -> int:
+        """Close the open segment after the audio queued so far. Returns the items queued."""
+        if self.ended:
+            return 0
+        self.scheduler._put(self, [(RESET, None, time.monotonic())])
+        return 1
 
-    def end(self) -> None:
-        """Finish the stream after the audio queued so far (final result, then done)."""
-        if not self.ended:
-            self.ended = True
-            self.scheduler._put(self, [(END, None, time.monotonic())])
+    def end(self) -> int:
+        """Finish the stream after the audio queued so far (final result, then done). Returns the items queued."""
+        if self.ended:
+            return 0
+        self.ended = True
+        self.scheduler._put(self, [(END, None, time.monotonic())])
+        return 1
 
     def remove(self) -> None:
         """Forget the stream: queued items are dropped, no more outputs are delivered."""

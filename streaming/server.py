@@ -175,14 +175,18 @@ class Metrics:
 # ---- connections ---------------------------------------------------------------------------
 
 _CLOSE = object()  # outbox marker: close the connection (code, reason follow)
+# queued, unanswered items per connection (audio pieces, resets): bounds what costs no audio
+# credit, such as a flood of empty Vosk messages or resets
+MAX_PENDING_ITEMS = 256
 
 
 class _Connection:
     """One WebSocket connection. A reader (the handler) queues work; a sender task answers.
 
     All sends go through ``outbox`` in order. Credit-based backpressure: ``pending``
-    counts queued input samples not yet answered; the reader waits while it is above
-    the limit, and the sender releases credit after sending each step's events.
+    counts queued input samples not yet answered, ``pending_items`` queued items; the
+    reader waits while either is over its limit, and the sender releases credit after
+    sending each step's events.
     """
 
     endpoint = ""
@@ -195,6 +199,7 @@ class _Connection:
         self.job = None
         self.pending = 0
         self.pending_limit = 0
+        self.pending_items = 0
         self.credit = asyncio.Condition()
         self.closing = False  # no more client input is taken (end, error or shutdown)
         self.shutdown_close = False  # finishing because the server stops: close with 1001
@@ -250,7 +255,7 @@ class _Connection:
                 else:
                     if len(msg) > cfg.max_text_bytes or len(msg.encode("utf-8")) > cfg.max_text_bytes:
                         raise P.ProtocolError("too_large", f"text message exceeds the limit of {cfg.max_text_bytes} bytes")
-                    self.on_text(msg)
+                    await self.on_text(msg)
             except P.ProtocolError as e:
                 self.fail(e)
 
@@ -274,7 +279,7 @@ class _Connection:
         self.closing = True
         self.shutdown_close = True
         if self.job is not None and not self.job.ended:
-            self.job.end()
+            self.pending_items += self.job.end()
         elif self.job is None:
             self.outbox.put_nowait((_CLOSE, 1001, "server shutting down"))
 
@@ -284,16 +289,29 @@ class _Connection:
         self.pending_limit = max(1, int(self.server.cfg.max_pending_s * stream.sample_rate))
         self.server._changed()
 
-    async def submit_audio(self, samples) -> None:
-        n = len(samples)
-        if self.pending and self.pending + n > self.pending_limit:
+    def _has_credit(self, n: int) -> bool:
+        if self.pending_items == 0:
+            return True  # an idle connection takes any message, however long
+        return self.pending + n <= self.pending_limit and self.pending_items < MAX_PENDING_ITEMS
+
+    async def _wait_credit(self, n: int) -> bool:
+        """Wait until ``n`` more samples may be queued; False if the stream can take no more."""
+        if not self._has_credit(n):
             async with self.credit:
-                await self.credit.wait_for(lambda: self.dead or self.pending == 0 or self.pending + n <= self.pending_limit)
-        if self.dead or self.job.ended or self.job.removed:
-            return
-        self.pending += n
-        self.server.peak_pending_s = max(self.server.peak_pending_s, self.pending / self.job.stream.sample_rate)
-        self.job.put_audio(samples)
+                await self.credit.wait_for(lambda: self.dead or self._has_credit(n))
+        return not (self.dead or self.job.ended or self.job.removed)
+
+    async def submit_audio(self, samples) -> None:
+        if await self._wait_credit(len(samples)):
+            self.pending += len(samples)
+            self.pending_items += self.job.put_audio(samples)
+            srv = self.server
+            srv.peak_pending_s = max(srv.peak_pending_s, self.pending / self.job.stream.sample_rate)
+            srv.peak_pending_items = max(srv.peak_pending_items, self.pending_items)
+
+    async def submit_reset(self) -> None:
+        if await self._wait_credit(0):
+            self.pending_items += self.job.reset()
 
     def _deliver(self, out: StepOutput) -> None:  # event loop, from the scheduler
         if not self.dead:
@@ -322,6 +340,7 @@ class _Connection:
                     self.server.metrics.latency.observe(time.monotonic() - out.enqueued)
                 async with self.credit:
                     self.pending -= out.samples
+                    self.pending_items -= out.messages
                     self.credit.notify_all()
                 if out.done:
                     if self.shutdown_close:
@@ -341,7 +360,7 @@ class _Connection:
     def events(self, out: StepOutput):
         raise NotImplementedError
 
-    def on_text(self, text: str) -> None:
+    async def on_text(self, text: str) -> None:
         raise NotImplementedError
 
     async def on_audio(self, data: bytes) -> None:
@@ -361,7 +380,7 @@ class AsrConnection(_Connection):
     def send_error(self, err):
         self.outbox.put_nowait(P.error_event(err))
 
-    def on_text(self, text: str) -> None:
+    async def on_text(self, text: str) -> None:
         msg = P.parse_client_message(text)
         kind = msg["type"]
         if kind == "start":
@@ -376,10 +395,10 @@ class AsrConnection(_Connection):
         if self.opts is None:
             raise P.ProtocolError("not_started", f'"{kind}" before "start"')
         if kind == "reset":
-            self.job.reset()
+            await self.submit_reset()
         else:  # end
             self.closing = True
-            self.job.end()
+            self.pending_items += self.job.end()
 
     async def on_audio(self, data: bytes) -> None:
         if self.opts is None:
@@ -419,7 +438,7 @@ class VoskConnection(_Connection):
             stream = self.server.rec.stream(self.vcfg.sample_rate, endpoint=self.server.cfg.endpoint)
             self.start_job(stream, per_message=True)
 
-    def on_text(self, text: str) -> None:
+    async def on_text(self, text: str) -> None:
         kind, cfg = P.parse_vosk_message(text, self.vcfg)
         if kind == "config":
             if self.job is not None:
@@ -429,9 +448,9 @@ class VoskConnection(_Connection):
         self._ensure_job()
         if kind == "eof":
             self.closing = True
-            self.job.end()
+            self.pending_items += self.job.end()
         else:
-            self.job.reset()
+            await self.submit_reset()
 
     async def on_audio(self, data: bytes) -> None:
         samples = P.decode_audio(data, "s16le")
@@ -475,6 +494,7 @@ class ASRServer:
         self.connections: Set[_Connection] = set()
         self.closing = False
         self.peak_pending_s = 0.0
+        self.peak_pending_items = 0
         self._server = None
         self.scheduler: Optional[Scheduler] = None
         self._stopped: Optional[asyncio.Event] = None

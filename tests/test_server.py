@@ -365,6 +365,42 @@ def test_backpressure_bounds_queued_audio(rec):
         assert 0 < srv.server.peak_pending_s <= 1.0 + 1e-9
 
 
+def test_message_floods_are_bounded(rec, monkeypatch):
+    """Messages that carry no audio (resets, empty Vosk messages) are bounded by an item count."""
+    import streaming.server
+
+    MAX_PENDING_ITEMS = 8  # lower than the default so a flood from one client reaches it
+    monkeypatch.setattr(streaming.server, "MAX_PENDING_ITEMS", MAX_PENDING_ITEMS)
+    with BackgroundServer(rec, ServerConfig(port=0)) as srv:
+        n = 300
+
+        async def go():
+            from websockets.asyncio.client import connect as aconnect
+
+            async with aconnect(srv.url + "/asr") as ws, aconnect(srv.url + "/vosk") as vs:
+                await ws.send(START)
+                await ws.recv()
+
+                async def flood():
+                    for _ in range(n):
+                        await ws.send('{"type": "reset"}')
+                        await vs.send(b"")
+                    await ws.send('{"type": "end"}')
+                    await vs.send('{"eof": 1}')
+
+                sender = asyncio.create_task(flood())
+                events = [json.loads(m) async for m in ws]
+                replies = [json.loads(m) async for m in vs]
+                await sender
+                return events, replies
+
+        events, replies = asyncio.run(go())
+        assert [f["reason"] for f in finals(events)] == ["reset"] * n + ["end"]
+        assert replies == [{"partial": ""}] * n + [{"result": [], "text": ""}]
+        print(f"\npeak queued items {srv.server.peak_pending_items} (bound {MAX_PENDING_ITEMS})")
+        assert srv.server.peak_pending_items == MAX_PENDING_ITEMS  # reached, never exceeded
+
+
 def test_pings_answered_while_model_runs():
     """Keepalive is never starved: pings are answered while big batched steps run."""
     big = make_recognizer("gru", seed=5, hidden=384, layers=3)  # steps of ~0.1-0.3 s on this machine
