@@ -19,8 +19,8 @@ Work is queued per stream in arrival order. Audio is cut into pieces of at most
 up to ``step_s`` of audio, plus a control message if one follows them. Streams made
 with ``per_message=True`` (the Vosk endpoint, which answers every message exactly
 once) take exactly one message per step. Queues are bounded by the caller
-(``streaming.server`` stops reading a connection while its queued audio is over the
-limit), so this module never drops or refuses input.
+(``streaming.server`` stops reading a connection while its queued audio or item count
+is over its limit), so this module never drops or refuses input.
 """
 
 from __future__ import annotations
