@@ -126,6 +126,8 @@ async def run_session(
                 events.append(ev)
                 if on_event:
                     on_event(ev)
+        except ConnectionClosed:
+            pass  # closed with an error code: the error event (or its absence) is reported below
         finally:
             sender.cancel()
         err = next((e for e in events if e.get("type") == "error"), None)

@@ -27,7 +27,7 @@ from websockets.sync.client import connect
 
 from asr.checkpoint import load_model
 from asr.decoding import EndpointConfig
-from streaming.client import file_chunks, run_session, to_format
+from streaming.client import ServerError, file_chunks, run_session, to_format
 from streaming.scheduler import Scheduler
 from streaming.server import BackgroundServer, ServerConfig
 
@@ -174,6 +174,12 @@ def test_client_cli_matches_transcribe_cli(server, rec, ckpt, tmp_path, capsys):
     t = time.monotonic()
     assert main(["client", str(path), "--url", server.url + "/asr", "--realtime"]) == 0
     assert time.monotonic() - t >= 1.5 and capsys.readouterr().out.splitlines() == [ref]
+    # server errors, before and after "ready", are reported with their code and message
+    with pytest.raises(ServerError, match="bad_option"):
+        session(server.url + "/asr", speechlike(0.2), 16000, endpoint={"trailing_silence_s": -1})
+    with pytest.raises(ServerError, match="bad_audio: f32le audio contains NaN") as e:
+        session(server.url + "/asr", np.full(1600, np.nan, np.float32), 16000, "f32le")
+    assert [ev["type"] for ev in e.value.events] == ["ready", "error"]
     # a connection error is one line on stderr, exit status 1
     assert main(["client", str(path), "--url", "ws://127.0.0.1:1/asr"]) == 1
     assert "cannot connect" in capsys.readouterr().err
