@@ -22,7 +22,9 @@ an empty hypothesis, otherwise the number of inserted words.
 
 Speed: ``rtf`` is the compute time of the evaluation run itself (batched, ``--threads``)
 over the audio duration; ``--speed-utts N`` also times single streams on 1 thread and
-on all cores (file reading is never timed). Latency (``--latency``, on the first
+on all cores (file reading is never timed). Each RTF comes twice: wall clock, and CPU
+time (``cpu_rtf``: the decoding thread's CPU time on 1 thread, the process's on more),
+which stays meaningful when other jobs share the cores. Latency (``--latency``, on the first
 ``--latency-utts`` utterances, one at a time): audio is fed at real-time pace in
 ``--latency-chunk-ms`` chunks; a word's latency is the moment it first appears
 (correctly, at its final position) in the running hypothesis, minus the time its
@@ -49,7 +51,7 @@ from .text import normalize
 
 __all__ = [
     "Score", "UttResult", "EvalOptions", "SpeedResult", "LatencyResult", "EvalReport",
-    "score", "score_pairs", "alignment_text", "read_librispeech_dir", "load_inputs",
+    "Timing", "score", "score_pairs", "alignment_text", "read_librispeech_dir", "load_inputs",
     "transcribe_utterances", "measure_speed", "measure_latency", "evaluate", "write_outputs",
     "register", "GROUP_FIELDS",
 ]
@@ -316,9 +318,15 @@ def _read(utts: Sequence[Utterance], idx: Sequence[int]):
     return [read_audio(utts[i].audio) for i in idx]
 
 
+@dataclass
+class Timing:
+    wall_s: float = 0.0  # wall-clock seconds of model + decoding
+    cpu_s: float = 0.0  # CPU seconds of the same (thread CPU time on 1 thread, process CPU time on more)
+
+
 def transcribe_utterances(rec, utts: Sequence[Utterance], opts: EvalOptions = EvalOptions(),
-                          progress: bool = False, desc: str = "eval") -> Tuple[list, List[float], float]:
-    """Transcribe ``utts`` -> (results in input order, audio durations in s, compute seconds).
+                          progress: bool = False, desc: str = "eval") -> Tuple[list, List[float], Timing]:
+    """Transcribe ``utts`` -> (results in input order, audio durations in s, :class:`Timing`).
 
     Utterances are sorted by duration and decoded ``opts.batch_size`` at a time; audio of
     the next batch is read in a background thread meanwhile (not counted as compute).
@@ -336,29 +344,32 @@ def transcribe_utterances(rec, utts: Sequence[Utterance], opts: EvalOptions = Ev
     batches = [order[i : i + opts.batch_size] for i in range(0, len(order), opts.batch_size)]
     results: list = [None] * len(utts)
     durations = [0.0] * len(utts)
-    compute = 0.0
+    timing = Timing()
     bar = tqdm(total=len(utts), desc=desc, unit="utt", file=sys.stderr, disable=not progress, mininterval=1.0)
-    with torch_threads(opts.threads), ThreadPoolExecutor(1) as pool:
+    with torch_threads(opts.threads) as n_threads, ThreadPoolExecutor(1) as pool:
+        # one thread: the model runs in this thread, so its CPU clock excludes the file reader
+        cpu_clock = time.thread_time if n_threads == 1 else time.process_time
         nxt = pool.submit(_read, utts, batches[0]) if batches else None
         for k, batch in enumerate(batches):
             waves = nxt.result()
             if k + 1 < len(batches):
                 nxt = pool.submit(_read, utts, batches[k + 1])
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_clock()
             res = _decode_batch(rec, waves, opts.chunk_ms, beam)
-            compute += time.perf_counter() - t0
+            timing.wall_s += time.perf_counter() - t0
+            timing.cpu_s += cpu_clock() - c0
             for i, r, (w, sr) in zip(batch, res, waves):
                 results[i] = r
                 durations[i] = len(w) / sr
             bar.update(len(batch))
     bar.close()
-    return results, durations, compute
+    return results, durations, timing
 
 
 # ------------------------------------------------------------------------------- speed
 @dataclass
 class SpeedResult:
-    """Real-time factors (compute seconds per audio second) of single streams."""
+    """Real-time factors (compute seconds per audio second) of single streams: wall clock and CPU."""
 
     utterances: int
     audio_s: float
@@ -366,24 +377,27 @@ class SpeedResult:
     rtf_1_thread: float
     rtf_all_threads: float
     all_threads: int
+    cpu_rtf_1_thread: float = 0.0
+    cpu_rtf_all_threads: float = 0.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for k in ("audio_s", "rtf_1_thread", "rtf_all_threads"):
+        for k in ("audio_s", "rtf_1_thread", "rtf_all_threads", "cpu_rtf_1_thread", "cpu_rtf_all_threads"):
             d[k] = round(d[k], 4)
         return d
 
 
 def measure_speed(rec, utts: Sequence[Utterance], opts: EvalOptions = EvalOptions(), progress: bool = False) -> SpeedResult:
     """Time one stream at a time (no batching) over ``utts`` on 1 thread, then on all cores."""
-    rtf = {}
+    rtf, cpu = {}, {}
     audio = 0.0
     for n in (1, all_cores()):
         o = replace(opts, batch_size=1, threads=n)
-        _, durs, compute = transcribe_utterances(rec, utts, o, progress, desc=f"speed {n} thr")
+        _, durs, t = transcribe_utterances(rec, utts, o, progress, desc=f"speed {n} thr")
         audio = sum(durs)
-        rtf[n] = compute / max(audio, 1e-9)
-    return SpeedResult(len(utts), audio, opts.chunk_ms, rtf[1], rtf[all_cores()], all_cores())
+        rtf[n], cpu[n] = t.wall_s / max(audio, 1e-9), t.cpu_s / max(audio, 1e-9)
+    n = all_cores()
+    return SpeedResult(len(utts), audio, opts.chunk_ms, rtf[1], rtf[n], n, cpu[1], cpu[n])
 
 
 # ----------------------------------------------------------------------------- latency
@@ -487,8 +501,9 @@ class EvalReport:
     score: Score
     utterances: List[UttResult]
     audio_s: float
-    compute_s: float  # model + decoding time of the run (batched, options.threads)
+    compute_s: float  # model + decoding wall-clock time of the run (batched, options.threads)
     threads: int
+    cpu_s: float = 0.0  # CPU time of the same
     groups: Dict[str, Dict[str, Score]] = field(default_factory=dict)  # field -> value -> score
     speed: Optional[SpeedResult] = None
     latency: Optional[LatencyResult] = None
@@ -497,6 +512,10 @@ class EvalReport:
     @property
     def rtf(self) -> float:
         return self.compute_s / max(self.audio_s, 1e-9)
+
+    @property
+    def cpu_rtf(self) -> float:
+        return self.cpu_s / max(self.audio_s, 1e-9)
 
     def worst(self, n: int = 10) -> List[UttResult]:
         """The ``n`` utterances with the highest WER (then most errors); error-free ones never."""
@@ -508,7 +527,7 @@ class EvalReport:
             "model": self.model, "model_meta": self.model_meta, "inputs": self.inputs,
             "options": asdict(self.options), "audio_s": round(self.audio_s, 2),
             **self.score.to_dict(),
-            "rtf": round(self.rtf, 4), "threads": self.threads,
+            "rtf": round(self.rtf, 4), "cpu_rtf": round(self.cpu_rtf, 4), "threads": self.threads,
             "groups": {f: {v: s.to_dict() for v, s in g.items()} for f, g in self.groups.items()},
             "speed": self.speed.to_dict() if self.speed else None,
             "latency": self.latency.to_dict() if self.latency else None,
@@ -542,7 +561,7 @@ def evaluate(rec, utts: Sequence[Utterance], opts: EvalOptions = EvalOptions(), 
     opts.check()
     if speed_utts < 0 or latency_utts < 0:
         raise ValueError("--speed-utts and --latency-utts must be 0 or more")
-    results, durs, compute = transcribe_utterances(rec, utts, opts, progress)
+    results, durs, timing = transcribe_utterances(rec, utts, opts, progress)
     refs = [normalize(u.text) for u in utts]
     hyps = [normalize(r.text) for r in results]
     scores = score_pairs(refs, hyps, normalise=False)
@@ -556,7 +575,8 @@ def evaluate(rec, utts: Sequence[Utterance], opts: EvalOptions = EvalOptions(), 
     ]
     report = EvalReport(
         model=model or rec.name, inputs=[str(p) for p in inputs], options=opts, score=sum(scores, Score()),
-        utterances=per_utt, audio_s=sum(durs), compute_s=compute, threads=opts.threads or all_cores(),
+        utterances=per_utt, audio_s=sum(durs), compute_s=timing.wall_s, cpu_s=timing.cpu_s,
+        threads=opts.threads or all_cores(),
         groups=group_scores(per_utt), model_meta=_jsonable(getattr(rec, "meta", {}) or {}),
     )
     if speed_utts:
@@ -660,12 +680,13 @@ def render_markdown(report: EvalReport, plots: Sequence[str] = (), n_worst: int 
         if f"wer_by_{key}.png" in plots:
             md += [f"![WER by {key}](wer_by_{key}.png)", ""]
     md += ["## Speed", "",
-           f"- evaluation run: RTF {report.rtf:.4f} ({report.compute_s:.1f} s compute for "
-           f"{report.audio_s:.1f} s audio, batched, {_threads(report.threads)})"]
+           f"- evaluation run: RTF {report.rtf:.4f} wall clock, {report.cpu_rtf:.4f} CPU ({report.compute_s:.1f} s "
+           f"for {report.audio_s:.1f} s audio, batched, {_threads(report.threads)})"]
     if report.speed:
         sp = report.speed
         md.append(f"- single stream ({sp.utterances} utterances, {sp.audio_s:.1f} s audio): "
-                  f"RTF {sp.rtf_1_thread:.4f} on 1 thread, {sp.rtf_all_threads:.4f} on {sp.all_threads} threads")
+                  f"RTF {sp.rtf_1_thread:.4f} on 1 thread ({sp.cpu_rtf_1_thread:.4f} CPU), "
+                  f"{sp.rtf_all_threads:.4f} on {_threads(sp.all_threads)} ({sp.cpu_rtf_all_threads:.4f} CPU)")
     md.append("")
     if report.latency:
         d = report.latency.to_dict()
@@ -735,7 +756,7 @@ def _main(args) -> int:
     s = report.score
     print(f"{report.model}: {s.utterances} utterances, {report.audio_s / 60:.1f} min audio")
     print(f"WER {100 * s.wer:.2f}% (S {s.substitutions} D {s.deletions} I {s.insertions} / {s.ref_words} words) | "
-          f"CER {100 * s.cer:.2f}% | RTF {report.rtf:.4f} ({_threads(report.threads)}, batched)")
+          f"CER {100 * s.cer:.2f}% | RTF {report.rtf:.4f} wall, {report.cpu_rtf:.4f} CPU ({_threads(report.threads)}, batched)")
     for key, g in report.groups.items():
         items = list(g.items())
         if len(items) > 8:
@@ -745,7 +766,8 @@ def _main(args) -> int:
             print(f"  by {key}: " + ", ".join(f"{v} {100 * sc.wer:.1f}%" for v, sc in items))
     if report.speed:
         sp = report.speed
-        print(f"single-stream RTF: {sp.rtf_1_thread:.4f} (1 thread), {sp.rtf_all_threads:.4f} ({sp.all_threads} threads)")
+        print(f"single-stream RTF (wall/CPU): {sp.rtf_1_thread:.4f}/{sp.cpu_rtf_1_thread:.4f} on 1 thread, "
+              f"{sp.rtf_all_threads:.4f}/{sp.cpu_rtf_all_threads:.4f} on {_threads(sp.all_threads)}")
     if report.latency:
         d = report.latency.to_dict()
         if d["words"]:

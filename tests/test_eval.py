@@ -226,6 +226,7 @@ def test_cli_json(ckpt, manifest, capsys):
     assert set(out["groups"]) == {"voice"}  # engine and set take one value only
     assert out["groups"]["voice"]["v1"]["utterances"] == 2
     assert out["speed"]["utterances"] == 1 and out["speed"]["rtf_1_thread"] > 0
+    assert out["speed"]["cpu_rtf_1_thread"] > 0 and out["cpu_rtf"] > 0 and out["rtf"] > 0
     assert out["latency"] is None and out["options"]["chunk_ms"] == 160
 
 

@@ -132,7 +132,8 @@ def stage_pocketsphinx(sets, args, out: Path) -> None:
         sc = sum(score_pairs([r["ref"] for r in rows], [r["hyp"] for r in rows]), Score())
         summary = {"system": "pocketsphinx", "decoder": summ.get("decoder"), "set": name,
                    "audio_s": round(sum(json.loads(x)["duration"] for x in open(manifest)), 2), **sc.to_dict(),
-                   "rtf_1_thread": summ["rtf"], "baseline_wer": summ["wer"]}
+                   "rtf_1_thread": summ["rtf"], "cpu_rtf_1_thread": summ.get("cpu_rtf"),
+                   "baseline_wer": summ["wer"]}
         (d / "summary.json").write_text(json.dumps(summary, indent=1))
         mark_done(d, key)
 
@@ -189,12 +190,13 @@ def stage_table(sets, args, out: Path) -> Path:
             p = json.loads(pf.read_text())
             sp, lat = p.get("speed") or {}, p.get("latency") or {}
             entry["project"] = {k: p[k] for k in ("utterances", "audio_s", "wer", "cer", "substitutions", "deletions",
-                                                  "insertions", "ref_words", "rtf", "threads", "options")}
+                                                  "insertions", "ref_words", "rtf", "cpu_rtf", "threads", "options")}
             entry["project"].update(speed=sp or None, latency=lat or None)
             rows.append([name, p["utterances"], f"{p['audio_s'] / 60:.1f}", f"project ({tag})",
                          fmt(p["wer"], pct=True), fmt(p["cer"], pct=True),
                          f"{p['substitutions']}/{p['deletions']}/{p['insertions']}",
-                         fmt(sp.get("rtf_1_thread")), f"{fmt(p['rtf'])} ({p['threads']} thr)",
+                         f"{fmt(sp.get('rtf_1_thread'))} / {fmt(sp.get('cpu_rtf_1_thread'))}",
+                         f"{fmt(p['rtf'])} / {fmt(p.get('cpu_rtf'))} ({p['threads']} thr)",
                          f"{fmt(lat.get('word_median_s'), ms=True)} / {fmt(lat.get('word_p95_s'), ms=True)}",
                          f"{fmt(lat.get('final_median_s'), ms=True)} / {fmt(lat.get('final_p95_s'), ms=True)}"])
         qf = out / "pocketsphinx" / name / "summary.json"
@@ -204,10 +206,10 @@ def stage_table(sets, args, out: Path) -> Path:
             rows.append([name, q["utterances"], f"{q['audio_s'] / 60:.1f}", "PocketSphinx 5",
                          fmt(q["wer"], pct=True), fmt(q["cer"], pct=True),
                          f"{q['substitutions']}/{q['deletions']}/{q['insertions']}",
-                         fmt(q["rtf_1_thread"]), "-", "-", "-"])
+                         f"{fmt(q['rtf_1_thread'])} / {fmt(q.get('cpu_rtf_1_thread'))}", "-", "-", "-"])
         data["sets"][name] = entry
-    header = ["set", "utts", "audio min", "system", "WER %", "CER %", "S/D/I", "RTF 1 thread",
-              "RTF eval run", "word latency median / p95 (ms)", "final latency median / p95 (ms)"]
+    header = ["set", "utts", "audio min", "system", "WER %", "CER %", "S/D/I", "RTF 1 thread (wall / CPU)",
+              "RTF eval run (wall / CPU)", "word latency median / p95 (ms)", "final latency median / p95 (ms)"]
     md = ["# Project model vs PocketSphinx 5", "",
           f"- project model: `{args.model}`; decoder {args.decoder}"
           + (f" (beam {args.beam_size})" if args.decoder == "beam" else "")
@@ -217,7 +219,8 @@ def stage_table(sets, args, out: Path) -> Path:
           f"- data: `{args.data_dir}`" + (f", {args.limit} utterances spread evenly over each set" if args.limit else ""),
           "- scoring: `asr.text.normalize` on reference and hypothesis, jiwer, corpus WER = (S + D + I) / N",
           "- RTF 1 thread: one stream at a time (project: first --speed-utts utterances); RTF eval run: the "
-          "batched evaluation on all its threads; latency: audio fed at real-time pace "
+          "batched evaluation on its --threads; CPU = CPU time / audio time, meaningful when other jobs share "
+          "the cores; latency: audio fed at real-time pace "
           f"in {args.latency_chunk_ms:g} ms chunks (project only), word = shown - word end, "
           "final = end of audio -> final result", "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
