@@ -173,9 +173,10 @@ def alignment_text(ref: str, hyp: str) -> str:
     except ValueError:  # jiwer 3 refuses an empty reference
         return f"REF: {'*' * max(len(hyp), 1)}\nHYP: {hyp}"
     lines = [ln for ln in vis.splitlines() if not ln.startswith("=== SENTENCE")]
-    while lines and not lines[0].strip():
-        lines.pop(0)
-    return "\n".join(lines).rstrip()
+    # wrapped blocks, minus the empty ones jiwer leaves before a word longer than a line
+    blocks = "\n".join(lines).split("\n\n")
+    blocks = [b.strip("\n") for b in blocks if any(ln.strip() not in ("", "REF:", "HYP:") for ln in b.splitlines())]
+    return "\n\n".join(blocks).rstrip()
 
 
 # ------------------------------------------------------------------------------ inputs
