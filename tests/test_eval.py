@@ -276,3 +276,32 @@ def test_recipe_run_end_to_end(ckpt, manifest, tmp_path, capsys):
     assert f"{tag} tiny16: cached" in err and "not found" in err
     assert ("pocketsphinx tiny16: cached" in err) == has_ps
     assert run.main(["--model", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x"), "--sets", m16]) == 1
+
+
+def test_recipe_reuses_earlier_baseline_run(ckpt, manifest, tmp_path, capsys):
+    import importlib.util
+    import os
+    import time
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location("eval_run", os.path.join(here, "..", "recipes", "eval", "run.py"))
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    recs = [json.loads(x) for x in open(manifest)]
+    base = tmp_path / "baseline"
+    base.mkdir()
+    time.sleep(0.01)
+    with open(base / "tiny.pocketsphinx.jsonl", "w") as f:
+        for r in recs:  # a perfect baseline: hypothesis = reference
+            audio = os.path.join(os.path.dirname(manifest), r["audio"])
+            f.write(json.dumps({"audio": audio, "ref": r["text"], "hyp": r["text"], "seconds": 0.1}) + "\n")
+    (base / "tiny.summary.json").write_text(json.dumps(
+        {"manifest": manifest, "utterances": 4, "audio_hours": 0.001, "wer": 0.0, "cer": 0.0, "rtf": 0.25,
+         "cpu_rtf": 0.2, "decoder": "pocketsphinx (test)"}))
+    assert run.main(["--out", str(tmp_path / "exp"), "--data-dir", str(tmp_path), "--sets", manifest,
+                     "--stop-stage", "1"]) == 0
+    assert "reusing" in capsys.readouterr().err
+    assert run.main(["--out", str(tmp_path / "exp"), "--data-dir", str(tmp_path), "--sets", manifest,
+                     "--stage", "3"]) == 0
+    table = (tmp_path / "exp" / "comparison.md").read_text()
+    assert "| tiny | 4 | 0.1 | PocketSphinx 5 | 0.00 | 0.00 | 0/0/0 | 0.250 / 0.200 |" in table

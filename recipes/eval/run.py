@@ -17,7 +17,8 @@ reruns while the key matches; ``--force`` redoes it):
 
     1  PocketSphinx 5 (recipes/eval/pocketsphinx_baseline.py: default en-us model, 1 thread)
        on each set -> ``OUT/pocketsphinx/SET/{hyps.jsonl,summary.json}``; rescored with
-       ``asr.evaluate.score`` so both systems are scored by the same code
+       ``asr.evaluate.score`` so both systems are scored by the same code. A complete earlier
+       run of that script in ``DATA_DIR/baseline/`` (same manifest, newer) is reused.
     2  project model on each set (``asr.evaluate``: streaming path, WER/CER, RTF on 1 thread
        and all cores, latency at real-time pace) -> ``OUT/MODEL/SET/{report.md,summary.json,...}``
     3  comparison table -> ``OUT/comparison.md`` + ``OUT/comparison.json``
@@ -114,20 +115,22 @@ def stage_pocketsphinx(sets, args, out: Path) -> None:
         return
     from asr.evaluate import score_pairs, Score
 
-    for name, manifest, _ in sets:
+    for name, manifest, source in sets:
         d = out / "pocketsphinx" / name
         key = {"manifest": file_key(manifest), "limit": args.limit, "decoder": psb._version()}
         if cached(d, key, args.force):
             log(f"stage 1: pocketsphinx {name}: cached")
             continue
         d.mkdir(parents=True, exist_ok=True)
-        log(f"stage 1: pocketsphinx on {name}")
-        argv = [manifest, "--out", str(d / "hyps.jsonl"), "--summary", str(d / "baseline_summary.json")]
-        try:
-            summ = psb.main(argv)
-        except (Exception, SystemExit) as e:  # noqa: BLE001  (a peer script: report, keep going)
-            log(f"stage 1: pocketsphinx failed on {name}: {e.__class__.__name__}: {e}")
-            continue
+        summ = reuse_baseline(name, manifest, source, args, d)
+        if summ is None:
+            log(f"stage 1: pocketsphinx on {name}")
+            argv = [manifest, "--out", str(d / "hyps.jsonl"), "--summary", str(d / "baseline_summary.json")]
+            try:
+                summ = psb.main(argv)
+            except (Exception, SystemExit) as e:  # noqa: BLE001  (a peer script: report, keep going)
+                log(f"stage 1: pocketsphinx failed on {name}: {e.__class__.__name__}: {e}")
+                continue
         rows = [json.loads(line) for line in open(d / "hyps.jsonl")]
         sc = sum(score_pairs([r["ref"] for r in rows], [r["hyp"] for r in rows]), Score())
         summary = {"system": "pocketsphinx", "decoder": summ.get("decoder"), "set": name,
@@ -136,6 +139,35 @@ def stage_pocketsphinx(sets, args, out: Path) -> None:
                    "baseline_wer": summ["wer"]}
         (d / "summary.json").write_text(json.dumps(summary, indent=1))
         mark_done(d, key)
+
+
+def reuse_baseline(name: str, manifest: str, source: str, args, d: Path):
+    """Summary of an earlier full run of pocketsphinx_baseline.py on the same manifest, or None.
+
+    Looks for ``DATA_DIR/baseline/SET.summary.json`` + ``SET.pocketsphinx.jsonl`` (where the
+    corpus work keeps its baseline runs) that cover every utterance of ``source`` and are newer
+    than it; the hypotheses are copied to ``d/hyps.jsonl``.
+    """
+    base = Path(args.data_dir) / "baseline"
+    sf, hf = base / f"{name}.summary.json", base / f"{name}.pocketsphinx.jsonl"
+    if args.limit or args.force or not (sf.exists() and hf.exists()):
+        return None
+    try:
+        summ = json.loads(sf.read_text())
+        rows = [json.loads(x) for x in open(hf)]
+        ours = [json.loads(x) for x in open(manifest)]
+    except (OSError, ValueError):
+        return None
+    if (os.path.abspath(summ.get("manifest", "")) != os.path.abspath(source) or len(rows) != len(ours)
+            or [r["audio"] for r in rows] != [u["audio"] for u in ours]
+            or min(sf.stat().st_mtime, hf.stat().st_mtime) < os.stat(source).st_mtime):
+        return None
+    import shutil
+
+    shutil.copyfile(hf, d / "hyps.jsonl")
+    shutil.copyfile(sf, d / "baseline_summary.json")
+    log(f"stage 1: pocketsphinx {name}: reusing {hf}")
+    return summ
 
 
 def model_tag(model: str) -> str:
