@@ -80,6 +80,7 @@ class GreedyCTCDecoder:
         self.steps = 0  # steps consumed
         self.seg_token = 0  # index of the first token of the current segment
         self.seg_step = 0  # first step of the current segment
+        self.seg_bounds = [0]  # token index where each segment starts
 
     def accept(self, log_probs: torch.Tensor) -> None:
         """log_probs: ``(steps, vocab)`` for this stream."""
@@ -135,8 +136,14 @@ class GreedyCTCDecoder:
         return Result(" ".join(w.word for w in words), words, self._t(self.seg_step), self._t(self.steps))
 
     def full_result(self) -> Result:
-        """Hypothesis over the whole stream (all segments)."""
-        words = self._words(self.tokens)
+        """Hypothesis over the whole stream: every segment's words, joined.
+
+        A segment boundary is always a word boundary, so this equals the
+        concatenation of the finals even when a segment's first token does not
+        carry a word-start mark.
+        """
+        bounds = self.seg_bounds + [len(self.tokens)]
+        words = [w for a, b in zip(bounds, bounds[1:]) for w in self._words(self.tokens[a:b])]
         return Result(" ".join(w.word for w in words), words, self._t(0), self._t(self.steps))
 
     def endpoint(self, cfg: EndpointConfig) -> bool:
@@ -152,6 +159,8 @@ class GreedyCTCDecoder:
     def close_segment(self) -> Result:
         """Return the current segment's result and start a new segment."""
         res = self.result()
+        if len(self.tokens) > self.seg_token:
+            self.seg_bounds.append(len(self.tokens))
         self.seg_token = len(self.tokens)
         self.seg_step = self.steps
         return res

@@ -212,3 +212,25 @@ def test_bad_stream_input(rec_gru):
 
     with pytest.raises(StreamClosedError):
         st.accept_waveform(np.zeros(10, dtype=np.float32))
+
+
+def test_segment_boundary_is_word_boundary(rec_gru):
+    """Finals joined == full result, even when a segment starts mid-word (no word-start token)."""
+    from asr.decoding import GreedyCTCDecoder
+
+    tok = rec_gru.tokenizer
+    dec = GreedyCTCDecoder(tok, 0.04)
+    V = tok.vocab_size
+
+    def frames(ids):
+        lp = torch.full((len(ids), V), -20.0)
+        lp[torch.arange(len(ids)), torch.tensor(ids)] = 0.0
+        return lp
+
+    a, b = tok.encode("ab"), tok.encode("cd")
+    dec.accept(frames([a[0], 0, a[1], 0, 0]))
+    first = dec.close_segment()
+    dec.accept(frames([b[0], 0, b[1], 0]))
+    second = dec.close_segment()
+    assert (first.text, second.text) == ("ab", "cd")
+    assert dec.full_result().text == "ab cd"
