@@ -12,7 +12,8 @@ What is spelled out (so that no spoken word is silently dropped):
   read as years (``1984`` -> ``nineteen eighty four``);
 * ordinals ``1st 2nd 3rd 4th ...`` -> ``first second third fourth``;
 * decimals ``3.5`` -> ``three point five``;
-* ``$5`` -> ``five dollars``, ``5%`` -> ``five percent``;
+* ``$5`` -> ``five dollars``, ``$5.50`` -> ``five dollars and fifty cents``, ``5%`` -> ``five percent``;
+* ``1990s`` -> ``nineteen nineties``, ``-5`` -> ``minus five``, ``2.0.1`` -> ``two point zero point one``;
 * ``&`` -> ``and``, ``+`` -> ``plus``, ``=`` -> ``equals``, ``@`` -> ``at``,
   ``#`` -> ``number`` (before a digit);
 * accented letters are reduced to their base letter (``café`` -> ``cafe``).
@@ -105,8 +106,11 @@ def _digits_to_words(digits: str) -> str:
     return " ".join(_ONES[int(d)] for d in digits)
 
 
-_RE_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
-_RE_MONEY = re.compile(r"\$\s*(\d+(?:\.\d+)?)")
+_RE_GROUPED = re.compile(r"\b\d{1,3}(?:,\d{3})+\b")
+_RE_MONEY = re.compile(r"\$\s*(\d+)(?:\.(\d\d))?(?!\d)")
+_RE_DOTTED = re.compile(r"\b\d+(?:\.\d+){2,}\b")
+_RE_MINUS = re.compile(r"(?<![\w.])-(?=\d)")
+_RE_PLURAL_NUMBER = re.compile(r"\b(\d+)'?s\b")
 _RE_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 _RE_ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.IGNORECASE)
 _RE_DECIMAL = re.compile(r"\b(\d+)\.(\d+)\b")
@@ -133,6 +137,29 @@ def _decimal(match: re.Match) -> str:
     return f" {number_to_words(int(whole))} point {_digits_to_words(frac)} "
 
 
+def _money(match: re.Match) -> str:
+    dollars, cents = int(match.group(1)), int(match.group(2) or 0)
+    parts = []
+    if dollars or not cents:
+        parts.append(number_to_words(dollars) + (" dollar" if dollars == 1 else " dollars"))
+    if cents:
+        parts.append(number_to_words(cents) + (" cent" if cents == 1 else " cents"))
+    return " " + " and ".join(parts) + " "
+
+
+def _plural_number(match: re.Match) -> str:
+    digits = match.group(1)
+    words = number_to_words(int(digits), year=len(digits) == 4).split()
+    last = words[-1]
+    if last.endswith("y"):
+        words[-1] = last[:-1] + "ies"
+    elif last.endswith(("x", "s")):
+        words[-1] = last + "es"
+    else:
+        words[-1] = last + "s"
+    return " " + " ".join(words) + " "
+
+
 def normalize(text: str) -> str:
     """Map free text to the model alphabet (lower-case a-z, apostrophe, space).
 
@@ -142,8 +169,13 @@ def normalize(text: str) -> str:
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c))
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
-    text = _RE_THOUSANDS.sub("", text)
-    text = _RE_MONEY.sub(lambda m: f" {m.group(1)} dollars ", text)
+    # grouped thousands are cardinals, never years: "1,234" -> one thousand two hundred thirty four
+    text = _RE_GROUPED.sub(lambda m: " " + number_to_words(int(m.group(0).replace(",", ""))) + " ", text)
+    text = _RE_MONEY.sub(_money, text)
+    text = _RE_DOTTED.sub(lambda m: " " + " point ".join(_digits_to_words(p) if len(p) > 1 and p.startswith("0")
+                                                          else number_to_words(int(p)) for p in m.group(0).split(".")) + " ", text)
+    text = _RE_MINUS.sub(" minus ", text)
+    text = _RE_PLURAL_NUMBER.sub(_plural_number, text)
     text = _RE_PERCENT.sub(lambda m: f" {m.group(1)} percent ", text)
     text = _RE_HASH_NUMBER.sub(" number ", text)
     text = _RE_ORDINAL.sub(lambda m: " " + _ordinal(int(m.group(1))) + " ", text)
