@@ -234,3 +234,23 @@ def test_segment_boundary_is_word_boundary(rec_gru):
     second = dec.close_segment()
     assert (first.text, second.text) == ("ab", "cd")
     assert dec.full_result().text == "ab cd"
+
+
+def test_bundled_default_model_if_present():
+    """The shipped model: loads by name, transcribes the fixture, chunked == whole file."""
+    from pathlib import Path
+
+    from asr.audio import read_audio
+    from asr.checkpoint import available_models
+
+    if "default" not in available_models():
+        pytest.skip("no bundled default model in this checkout")
+    rec = load_model("default")
+    wave, sr = read_audio(str(Path(__file__).parent / "fixtures" / "conference.wav"))
+    whole = rec.transcribe(wave, sr)
+    assert whole.text
+    ref = offline_log_probs(rec, wave)
+    for chunk in [1, 160, 592, 2560, 16000]:
+        st = run_stream(rec, wave, chunk)
+        assert (st.all_log_probs() - ref).abs().max().item() < 1e-5
+        assert st.full_result().text == whole.text
