@@ -235,7 +235,11 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
 
     resume = None
     if last_path.exists() and not restart:
-        resume = torch.load(last_path, map_location="cpu", weights_only=False)
+        try:
+            resume = torch.load(last_path, map_location="cpu", weights_only=True)
+        except Exception:
+            # checkpoints written before RNG states were stored as tensors (our own run directory)
+            resume = torch.load(last_path, map_location="cpu", weights_only=False)
         tok = tokenizer_from_dict(resume["tokenizer"])
         saved_cfg = resume["train_config"]
         if main_proc:
@@ -267,9 +271,7 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
         state.update(resume["progress"])
-        torch.set_rng_state(resume["rng"]["torch"])
-        np.random.set_state(resume["rng"]["numpy"])
-        random.setstate(resume["rng"]["python"])
+        _set_rng_state(resume["rng"])
         if main_proc:
             print(f"asr train: resumed {last_path} at epoch {state['epoch']} batch {state['batch']} "
                   f"step {state['step']}", file=sys.stderr)
@@ -303,7 +305,7 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
             "progress": dict(state),
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "rng": _rng_state(),
         }
         save_checkpoint(last_path, model, tok, fcfg, meta=_meta(cfg, state, model), extra=extra)
 
@@ -398,6 +400,28 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
                "wall_h": state["wall_s"] / 3600}
     log(type="stop", **summary)
     return summary
+
+
+def _rng_state() -> dict:
+    """Generator states as tensors and lists, so last.pt loads with ``weights_only=True``
+    (and therefore with ``asr.load_model``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, pystate, pygauss = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+            "python": [version, list(pystate), pygauss]}
+
+
+def _set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    if isinstance(st["numpy"], tuple):  # older checkpoints: numpy's own state tuple
+        np.random.set_state(st["numpy"])
+        random.setstate(st["python"])
+        return
+    kind, keys, pos, has_gauss, gauss = st["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, pystate, pygauss = st["python"]
+    random.setstate((version, tuple(pystate), pygauss))
 
 
 def _norm(v):

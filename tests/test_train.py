@@ -42,7 +42,7 @@ def tiny_cfg(d, **kw):
 
 
 def params(path):
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = torch.load(path, map_location="cpu", weights_only=True)
     return ck["model"], ck["progress"]
 
 
@@ -147,3 +147,12 @@ def test_config_overrides_and_errors(tmp_path):
         TrainConfig.from_sources(None, ["nope=1"])
     with pytest.raises(ValueError, match="key=value"):
         TrainConfig.from_sources(None, ["rnn_hidden"])
+
+
+def test_last_checkpoint_is_a_loadable_model(tiny_data, tmp_path):
+    """last.pt (with optimizer and RNG state) loads safely (weights_only) as a model too."""
+    from asr.checkpoint import load_model
+
+    train(tiny_cfg(tiny_data, max_steps=2), str(tmp_path / "x"), progress=False)
+    rec = load_model(str(tmp_path / "x" / "last.pt"))
+    assert rec.model.num_params() > 0
