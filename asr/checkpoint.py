@@ -104,6 +104,9 @@ def atomic_save(obj, path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a model file is meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

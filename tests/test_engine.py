@@ -258,5 +258,8 @@ def test_bundled_default_model_if_present():
     ref = offline_log_probs(rec, wave)
     for chunk in [1, 160, 592, 2560, 16000]:
         st = run_stream(rec, wave, chunk)
-        assert (st.all_log_probs() - ref).abs().max().item() < 1e-5
+        # A trained model's log-probs reach -25; float32 GEMMs of different lengths round
+        # differently (measured up to 1.3e-5 at log-prob ~ -20, a few ulps), so the tolerance
+        # is 1e-5 absolute plus 1e-6 relative.
+        assert torch.allclose(st.all_log_probs(), ref, atol=1e-5, rtol=1e-6)
         assert st.full_result().text == whole.text
