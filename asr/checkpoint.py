@@ -66,14 +66,14 @@ class Recognizer:
         return Stream(self, sample_rate=sample_rate, **kwargs)
 
     def transcribe(self, samples, sample_rate: int = 16000, chunk_samples: Optional[int] = None):
-        """Offline transcription = feed a stream (in chunks) and finish it."""
+        """Offline transcription = feed a stream (in chunks of ``chunk_samples``), finish it,
+        and return the whole stream's :class:`~asr.decoding.Result`."""
         st = self.stream(sample_rate)
-        wave = samples
-        n = len(wave)
-        step = chunk_samples or max(n, 1)
-        for i in range(0, n, step):
-            st.accept_waveform(wave[i : i + step])
-        return st.finish()
+        step = chunk_samples or max(len(samples), 1)
+        for i in range(0, len(samples), step):
+            st.accept_waveform(samples[i : i + step])
+        st.finish()
+        return st.full_result()
 
     def save(self, path: Union[str, Path], meta: Optional[dict] = None, half: bool = False) -> None:
         save_checkpoint(path, self.model, self.tokenizer, self.features, meta or self.meta, half=half)
@@ -138,7 +138,7 @@ def load_model(name_or_path: Union[str, Path] = "default", device: str = "cpu") 
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # corrupt file, not a torch checkpoint
         raise ValueError(f"{path}: not a readable model checkpoint ({e.__class__.__name__}: {e})") from None
-    return recognizer_from_checkpoint(ckpt, name=path.stem if path.stem != "default" else "default")
+    return recognizer_from_checkpoint(ckpt, name=path.stem)
 
 
 def recognizer_from_checkpoint(ckpt: dict, name: str = "unnamed") -> Recognizer:

@@ -12,12 +12,11 @@ manifest's directory. Other fields are kept (evaluation groups by them).
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -109,10 +108,9 @@ class SpeechDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, key):
         idx, epoch, aug_scale = key if isinstance(key, tuple) else (key, 0, 0.0)
-        import soundfile as sf
+        from .audio import read_audio
 
-        wave, sr = sf.read(self.utts[idx].audio, dtype="float32", always_2d=True)
-        wave = wave.mean(axis=1)
+        wave, sr = read_audio(self.utts[idx].audio)
         if sr != self.logmel.cfg.sample_rate:
             import torchaudio
 

@@ -10,8 +10,8 @@ the acoustic state, so the concatenated finals equal the whole-file transcript.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import List, Optional
+from dataclasses import dataclass, field
+from typing import List
 
 import torch
 
@@ -78,9 +78,8 @@ class GreedyCTCDecoder:
         self.tokens: List[_Token] = []
         self.prev = 0  # arg-max id of the previous step (collapses repeats across chunks)
         self.steps = 0  # steps consumed
-        self.seg_token = 0  # index of the first token of the current segment
         self.seg_step = 0  # first step of the current segment
-        self.seg_bounds = [0]  # token index where each segment starts
+        self.seg_bounds = [0]  # token index where each segment starts; the last is the open one
 
     def accept(self, log_probs: torch.Tensor) -> None:
         """log_probs: ``(steps, vocab)`` for this stream."""
@@ -132,7 +131,7 @@ class GreedyCTCDecoder:
 
     def result(self) -> Result:
         """The current segment's hypothesis; changes nothing."""
-        words = self._words(self.tokens[self.seg_token :])
+        words = self._words(self.tokens[self.seg_bounds[-1] :])
         return Result(" ".join(w.word for w in words), words, self._t(self.seg_step), self._t(self.steps))
 
     def full_result(self) -> Result:
@@ -148,7 +147,7 @@ class GreedyCTCDecoder:
 
     def endpoint(self, cfg: EndpointConfig) -> bool:
         """True when the current segment should be closed (see :class:`EndpointConfig`)."""
-        if not cfg.enabled or len(self.tokens) == self.seg_token:
+        if not cfg.enabled or len(self.tokens) == self.seg_bounds[-1]:
             return False
         trailing = (self.steps - 1 - self.tokens[-1].last) * self.step_s
         if trailing >= cfg.trailing_silence_s:
@@ -159,9 +158,8 @@ class GreedyCTCDecoder:
     def close_segment(self) -> Result:
         """Return the current segment's result and start a new segment."""
         res = self.result()
-        if len(self.tokens) > self.seg_token:
+        if len(self.tokens) > self.seg_bounds[-1]:
             self.seg_bounds.append(len(self.tokens))
-        self.seg_token = len(self.tokens)
         self.seg_step = self.steps
         return res
 

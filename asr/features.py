@@ -97,7 +97,6 @@ class StreamingFeatures:
         self.logmel = logmel
         self.cfg = logmel.cfg
         self._buf = torch.zeros(0)
-        self.frames_emitted = 0
 
     def accept(self, samples: torch.Tensor) -> torch.Tensor:
         buf = torch.cat([self._buf, samples.float()]) if self._buf.numel() else samples.float()
@@ -109,12 +108,7 @@ class StreamingFeatures:
         feats = self.logmel(buf[:used])
         # keep everything from the start of the next frame on
         self._buf = buf[n * self.cfg.hop_length :].clone()
-        self.frames_emitted += n
         return feats
-
-    @property
-    def pending_samples(self) -> int:
-        return self._buf.numel()
 
 
 class StreamingResampler:

@@ -24,7 +24,7 @@ import random
 import sys
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import atomic_save, save_checkpoint
+from .checkpoint import save_checkpoint
 from .data import BucketBatchSampler, SpeechDataset, collate, read_manifest
 from .decoding import greedy_decode
 from .features import FeatureConfig, LogMel
@@ -149,7 +149,7 @@ def _model_config(cfg: TrainConfig, vocab_size: int, n_mels: int) -> ModelConfig
 
 def compute_cmvn(utts, logmel: LogMel, n: int, seed: int):
     """Global per-bin mean/std of log-mel over ``n`` clean training utterances."""
-    import soundfile as sf
+    from .audio import read_audio
 
     rnd = random.Random(seed)
     pick = rnd.sample(range(len(utts)), min(n, len(utts)))
@@ -157,9 +157,7 @@ def compute_cmvn(utts, logmel: LogMel, n: int, seed: int):
     s2 = torch.zeros_like(s)
     cnt = 0
     for i in pick:
-        w, _ = sf.read(utts[i].audio, dtype="float32")
-        if w.ndim > 1:
-            w = w.mean(1)
+        w, _ = read_audio(utts[i].audio)
         f = logmel(torch.from_numpy(w)).double()
         s += f.sum(0)
         s2 += (f * f).sum(0)
@@ -171,8 +169,9 @@ def compute_cmvn(utts, logmel: LogMel, n: int, seed: int):
 
 @torch.no_grad()
 def evaluate_manifest(model: CTCModel, tok, logmel: LogMel, utts, step_s: float, max_seconds: float = 200.0):
-    """Dev loss per token, WER and CER (greedy, offline forward == streaming path)."""
-    import jiwer
+    """Dev loss per token, WER and CER (greedy, offline forward == streaming path),
+    scored by :func:`asr.evaluate.score` like every other evaluation."""
+    from .evaluate import score
 
     model.eval()
     ds = SpeechDataset(utts, tok, logmel)
@@ -192,11 +191,9 @@ def evaluate_manifest(model: CTCModel, tok, logmel: LogMel, utts, step_s: float,
     keys = sorted(refs)
     r = [refs[k] for k in keys]
     h = [hyps[k] for k in keys]
-    nonempty = [(a, b) for a, b in zip(r, h) if a.strip()]
-    wer = jiwer.wer([a for a, _ in nonempty], [b for _, b in nonempty]) if nonempty else float("nan")
-    cer = jiwer.cer([a for a, _ in nonempty], [b for _, b in nonempty]) if nonempty else float("nan")
+    sc = score(r, h)
     model.train()
-    return {"loss": tot_loss / max(tot_tok, 1), "wer": wer, "cer": cer, "utts": len(keys),
+    return {"loss": tot_loss / max(tot_tok, 1), "wer": sc.wer, "cer": sc.cer, "utts": len(keys),
             "examples": [{"ref": r[i], "hyp": h[i]} for i in range(min(3, len(r)))]}
 
 

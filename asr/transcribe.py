@@ -16,19 +16,12 @@ __all__ = ["transcribe_file", "register"]
 
 def transcribe_file(rec, path: str, chunk_ms=None) -> dict:
     """Transcribe one file -> dict with audio, text, words, duration (s), rtf."""
-    import torch  # noqa: F401  (keeps import order: torch before soundfile on some systems)
-
     from .audio import read_audio
 
     samples, sr = read_audio(path)
     t0 = time.perf_counter()
     chunk = None if not chunk_ms else max(1, int(round(sr * chunk_ms / 1000)))
-    st = rec.stream(sr)
-    step = chunk or len(samples)
-    for i in range(0, len(samples), step):
-        st.accept_waveform(samples[i : i + step])
-    st.finish()
-    res = st.full_result()
+    res = rec.transcribe(samples, sr, chunk_samples=chunk)
     elapsed = time.perf_counter() - t0
     duration = len(samples) / sr
     return {

@@ -75,7 +75,6 @@ class Stream:
         self.sub = recognizer.model.cfg.subsampling
         self._frames = torch.zeros(0, fcfg.n_mels)  # frames not yet given to the model
         self.state = recognizer.model.init_state(1)
-        # a step's receptive field ends (win - hop) samples after its last frame starts
         self.decoder = GreedyCTCDecoder(recognizer.tokenizer, recognizer.step_s)
         self.samples_in = 0  # input samples received (at self.sample_rate)
         self.finished = False

@@ -5,12 +5,12 @@ import pytest
 import torch
 import torchaudio
 
-from asr.checkpoint import load_model, recognizer_from_checkpoint
+from asr.checkpoint import load_model
 from asr.features import LogMel, StreamingFeatures, StreamingResampler, num_frames
 from asr.model import stack_states, unstack_states
 from streaming.stream import Stream, decode_streams
 
-from conftest import make_recognizer, speechlike
+from conftest import speechlike
 
 SR = 16000
 # the chunk sizes: 1 sample, 10 ms, 37 ms, 160 ms, 1 s, whole file

@@ -248,15 +248,24 @@ def test_cli_out_writes_report(ckpt, manifest, tmp_path, capsys):
     assert summary["latency"]["utterances"] == 1 and len(summary["worst"]) <= 2
 
 
+def load_eval_recipe():
+    """recipes/eval/run.py as a module (recipes are scripts, not part of the package)."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "recipes", "eval", "run.py")
+    spec = importlib.util.spec_from_file_location("eval_run", path)
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    return run
+
+
 def test_recipe_run_end_to_end(ckpt, manifest, tmp_path, capsys):
     """recipes/eval/run.py: both systems (PocketSphinx when installed), table, cached rerun."""
     import importlib.util
     import os
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    spec = importlib.util.spec_from_file_location("eval_run", os.path.join(here, "..", "recipes", "eval", "run.py"))
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
+    run = load_eval_recipe()
     # a 16 kHz subset with relative audio paths (run.py makes them absolute for PocketSphinx)
     lines = [json.loads(x) for x in open(manifest)]
     m16 = write_manifest(os.path.join(os.path.dirname(manifest), "tiny16.jsonl"), [r for r in lines if r["audio"] != "u2.wav"])
@@ -279,14 +288,10 @@ def test_recipe_run_end_to_end(ckpt, manifest, tmp_path, capsys):
 
 
 def test_recipe_reuses_earlier_baseline_run(ckpt, manifest, tmp_path, capsys):
-    import importlib.util
     import os
     import time
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    spec = importlib.util.spec_from_file_location("eval_run", os.path.join(here, "..", "recipes", "eval", "run.py"))
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
+    run = load_eval_recipe()
     recs = [json.loads(x) for x in open(manifest)]
     base = tmp_path / "baseline"
     base.mkdir()

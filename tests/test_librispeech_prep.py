@@ -32,6 +32,7 @@ def test_prepare_fake_librispeech(tmp_path):
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert p.returncode == 0, p.stderr
     dev = [json.loads(l) for l in open(out / "dev-clean.jsonl")]
+    assert [d["text"] for d in dev] == [t.lower() for t in texts["dev-clean"].values()]
     assert [d["text"] for d in dev] == ["go do you hear", "but in less than five minutes"]
     assert all(abs(d["duration"] - 0.5) < 1e-3 and d["speaker"] == "84" for d in dev)
     assert (out / "train-100.jsonl").exists() and not (out / "train-960.jsonl").exists()

@@ -29,7 +29,6 @@ def main(argv=None) -> int:
     ap.add_argument("--meta", nargs="*", default=[], metavar="KEY=VALUE", help="extra metadata")
     args = ap.parse_args(argv)
 
-    import numpy as np
     import torch
 
     from asr.audio import read_audio

@@ -35,7 +35,6 @@ import multiprocessing as mp
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 import time
