@@ -448,7 +448,8 @@ def register(sub) -> None:
                        description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("--config", help="TOML file with TrainConfig fields (e.g. recipes/synth/conf/gru.toml)")
     p.add_argument("--exp", required=True, help="experiment directory (checkpoints, log.jsonl)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config fields")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override config fields (repeatable: --set a=1 b=2 --set c=3)")
     p.add_argument("--restart", action="store_true", help="ignore EXP/last.pt and start from scratch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_main)

@@ -140,6 +140,15 @@ def test_every_recipe_config_builds_a_model(conf):
     assert lp.shape == (1, 25, model.cfg.vocab_size)
 
 
+def test_repeated_set_options_accumulate():
+    """`--set a=1 --set b=2` keeps both (a plain nargs option silently dropped all but the last)."""
+    from asr.cli import build_parser
+    args = build_parser().parse_args(["train", "--exp", "x", "--set", "threads=1", "lr=1e-3",
+                                      "--set", "conv_strides=[2,3]"])
+    cfg = TrainConfig.from_sources(None, args.set)
+    assert (cfg.threads, cfg.lr, cfg.conv_strides) == (1, 1e-3, (2, 3))
+
+
 def test_config_overrides_and_errors(tmp_path):
     cfg = TrainConfig.from_sources(None, ["rnn_hidden=128", "conv_strides=[2,3]", "augment=false", "lr=1e-4"])
     assert cfg.rnn_hidden == 128 and cfg.conv_strides == (2, 3) and cfg.augment is False and cfg.lr == 1e-4
