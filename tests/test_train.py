@@ -165,3 +165,23 @@ def test_last_checkpoint_is_a_loadable_model(tiny_data, tmp_path):
     train(tiny_cfg(tiny_data, max_steps=2), str(tmp_path / "x"), progress=False)
     rec = load_model(str(tmp_path / "x" / "last.pt"))
     assert rec.model.num_params() > 0
+
+
+def test_plot_training_reads_logs(tiny_data, tmp_path, capsys):
+    """tools/plot_training.py turns two runs' log.jsonl into a PNG and a table, on every x axis."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plot_training", ROOT / "tools" / "plot_training.py")
+    plot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot)
+    train(tiny_cfg(tiny_data, epochs=2), str(tmp_path / "a"), progress=False)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "log.jsonl").write_text((tmp_path / "a" / "log.jsonl").read_text())
+    for x in plot.XLABEL:
+        out = tmp_path / f"curves_{x}.png"
+        assert plot.main([str(tmp_path / "a"), str(tmp_path / "b" / "log.jsonl"), "--out", str(out), "--x", x]) == 0
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = capsys.readouterr().out.splitlines()
+    rows = [l.split() for l in table if l.split()[:1] in (["a"], ["b"])]
+    assert len(rows) == 2 * len(plot.XLABEL)
+    assert all(0 <= float(r[6]) <= 2 and 0 <= float(r[7]) <= 2 for r in rows)  # dev WER, CER columns

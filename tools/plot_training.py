@@ -3,10 +3,11 @@
 
 Usage:
     python tools/plot_training.py /work/exp/gru512 /work/exp/lstm444 --out curves.png
-    python tools/plot_training.py /work/exp/gru512/log.jsonl --x wall_h
+    python tools/plot_training.py /work/exp/gru512/log.jsonl --x step
 
-Panels: training loss per token, dev WER, and extra dev sets' WER (e.g. Asterisk real speech),
-against wall-clock hours (``--x wall_h``, the default: convergence per CPU-hour) or steps.
+Panels: training loss per token, dev WER, dev CER, and extra dev sets' WER (e.g. Asterisk real
+speech), against CPU-hours of the training process (``--x cpu_h``, the default: convergence per
+CPU-hour, fair between runs sharing a machine), wall-clock hours, audio hours seen, or steps.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+
+XLABEL = {"cpu_h": "CPU-hours (training process)", "wall_h": "wall-clock hours",
+          "audio_h": "audio hours seen", "step": "optimizer steps"}
 
 
 def read_log(path: Path):
@@ -27,7 +32,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("logs", nargs="+", help="experiment directories or log.jsonl files")
     ap.add_argument("--out", default="training_curves.png", help="PNG path (default: %(default)s)")
-    ap.add_argument("--x", choices=["wall_h", "step"], default="wall_h", help="x axis (default: %(default)s)")
+    ap.add_argument("--x", choices=list(XLABEL), default="cpu_h", help="x axis (default: %(default)s)")
     args = ap.parse_args(argv)
 
     import matplotlib
@@ -38,9 +43,9 @@ def main(argv=None) -> int:
     runs = [read_log(Path(p)) for p in args.logs]
     extra_names = sorted({k for _, recs in runs for r in recs if r["type"] == "valid"
                           for k, v in r.items() if isinstance(v, dict) and "wer" in v and k != "dev"})
-    ncols = 2 + len(extra_names)
+    ncols = 3 + len(extra_names)
     fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 4))
-    print(f"{'run':16s} {'steps':>7s} {'wall h':>7s} {'audio h':>8s} {'loss':>7s} {'dev WER':>8s} "
+    print(f"{'run':16s} {'steps':>7s} {'CPU h':>7s} {'wall h':>7s} {'audio h':>8s} {'loss':>7s} {'dev WER':>8s} {'dev CER':>8s} "
           + " ".join(f"{n[:14]:>14s}" for n in extra_names))
     for name, recs in runs:
         tr = [r for r in recs if r["type"] == "train"]
@@ -50,19 +55,21 @@ def main(argv=None) -> int:
         if va:
             xs = [r.get(args.x, r.get("wall_h")) for r in va]
             axes[1].plot(xs, [r["dev"]["wer"] for r in va], marker="o", label=name)
-            for ax, n in zip(axes[2:], extra_names):
+            axes[2].plot(xs, [r["dev"]["cer"] for r in va], marker="o", label=name)
+            for ax, n in zip(axes[3:], extra_names):
                 pts = [(x, r[n]["wer"]) for x, r in zip(xs, va) if n in r]
                 if pts:
                     ax.plot(*zip(*pts), marker="o", label=name)
         last_t = tr[-1] if tr else {}
         last_v = va[-1] if va else {}
-        print(f"{name:16s} {last_t.get('step', 0):7d} {last_t.get('wall_h', 0):7.2f} {last_t.get('audio_h', 0):8.1f} "
-              f"{last_t.get('loss', float('nan')):7.3f} {last_v.get('dev', {}).get('wer', float('nan')):8.3f} "
+        print(f"{name:16s} {last_t.get('step', 0):7d} {last_t.get('cpu_h', 0):7.2f} {last_t.get('wall_h', 0):7.2f} "
+              f"{last_t.get('audio_h', 0):8.1f} {last_t.get('loss', float('nan')):7.3f} "
+              f"{last_v.get('dev', {}).get('wer', float('nan')):8.3f} {last_v.get('dev', {}).get('cer', float('nan')):8.3f} "
               + " ".join(f"{last_v.get(n, {}).get('wer', float('nan')):14.3f}" for n in extra_names))
-    titles = ["train loss / token", "dev WER (greedy)"] + [f"{n} WER" for n in extra_names]
+    titles = ["train loss / token", "dev WER (greedy)", "dev CER (greedy)"] + [f"{n} WER" for n in extra_names]
     for ax, t in zip(axes, titles):
         ax.set_title(t)
-        ax.set_xlabel("wall-clock hours" if args.x == "wall_h" else "optimizer steps")
+        ax.set_xlabel(XLABEL[args.x])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0].set_yscale("log")
