@@ -1,4 +1,4 @@
-"""CTC prefix beam search (lexicon-free, no language model) for ``--decoder beam``.
+"""CTC prefix beam search for ``--decoder beam``: lexicon-free, or with a word n-gram LM.
 
 It wraps torchaudio's flashlight-text decoder (:func:`torchaudio.models.decoder.ctc_decoder`)
 instead of hand-written search code. ``flashlight-text`` is an optional dependency
@@ -10,6 +10,11 @@ is what distinguishes a *prefix* beam search from a beam over single alignments:
 pick a transcript whose best single path loses to greedy decoding's path but whose
 paths together are more probable.
 
+With ``BeamOptions.lm`` (an ARPA file, e.g. from ``asr lm``) the search is restricted to the
+LM's words (the lexicon spells each with the model's own tokenizer) and scores
+``acoustic + lm_weight * log LM + word_score * words``, as in Kaldi/WeNet/sherpa decoding
+with an n-gram LM; words outside the LM's vocabulary cannot be output.
+
 Beam search runs over the log-probabilities a :class:`streaming.Stream` produced
 (``keep_log_probs=True``), so the acoustic path is the streaming one; partial results
 of a live stream stay greedy.
@@ -17,13 +22,15 @@ of a live stream stay greedy.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 import torch
 
-from .decoding import GreedyCTCDecoder, Result, _Token
-from .tokenizer import Tokenizer
+from .decoding import GreedyCTCDecoder, Result, Word, _Token
+from .tokenizer import WORD_START, Tokenizer
 
 __all__ = ["BeamOptions", "BeamCTCDecoder", "BeamSearchUnavailable", "beam_available"]
 
@@ -52,6 +59,9 @@ class BeamOptions:
     beam_size_token: Optional[int] = None  # tokens tried per step (None: the whole vocabulary)
     beam_threshold: float = 50.0  # drop hypotheses scoring this much (log) below the best
     log_add: bool = True  # merge equal prefixes by log-sum (prefix beam search); False: keep the max
+    lm: Optional[str] = None  # word n-gram LM, ARPA (asr lm); None: lexicon-free search without LM
+    lm_weight: float = 1.0  # weight of the LM's log probability
+    word_score: float = 0.0  # added per word (positive: longer outputs, fewer deletions)
 
 
 class BeamCTCDecoder:
@@ -76,13 +86,44 @@ class BeamCTCDecoder:
         self.step_s = step_s
         self.opts = opts
         self.vocab = tokenizer.vocab_size
-        self._dec = ctc_decoder(
-            lexicon=None, tokens=list(tokenizer.pieces) + [_SIL], lm=None, nbest=1,
-            beam_size=opts.beam_size, beam_size_token=opts.beam_size_token,
-            beam_threshold=opts.beam_threshold, log_add=opts.log_add,
-            blank_token=tokenizer.pieces[0], sil_token=_SIL,
-        )
+        lexicon, self._spell_len = None, {}
+        if opts.lm is not None:
+            if not os.path.isfile(opts.lm):
+                raise FileNotFoundError(f"no such language model: {opts.lm}")
+            lexicon = self._write_lexicon(opts.lm)
+        try:
+            self._dec = ctc_decoder(  # KenLM reports its loading progress on stderr
+                lexicon=lexicon, tokens=list(tokenizer.pieces) + [_SIL], lm=opts.lm, nbest=1,
+                beam_size=opts.beam_size, beam_size_token=opts.beam_size_token,
+                beam_threshold=opts.beam_threshold, log_add=opts.log_add,
+                lm_weight=opts.lm_weight, word_score=opts.word_score,
+                blank_token=tokenizer.pieces[0], sil_token=_SIL, unk_word="<unk>",
+            )
+        finally:
+            if lexicon is not None:
+                os.unlink(lexicon)
         self._words = GreedyCTCDecoder(tokenizer, step_s)._words  # same word assembly as greedy
+
+    def _write_lexicon(self, lm: str) -> str:
+        """A flashlight lexicon file: each LM word and its spelling in the model's tokens."""
+        from .lm import arpa_vocabulary
+
+        fd, path = tempfile.mkstemp(suffix=".lexicon.txt", text=True)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for w in arpa_vocabulary(lm):
+                try:
+                    ids = self.tok.encode(w)
+                except ValueError:  # characters outside a char model's alphabet
+                    continue
+                if not ids or 0 in ids:
+                    continue
+                pieces = [self.tok.pieces[i] for i in ids]
+                self._spell_len[w] = (len(pieces), pieces[0] == WORD_START)
+                f.write(f"{w}\t{' '.join(pieces)}\n")
+                if not pieces[0].startswith(WORD_START):
+                    # char models put the word-boundary token between words, not before the first one
+                    f.write(f"{w}\t{WORD_START} {' '.join(pieces)}\n")
+        return path
 
     def decode(self, log_probs: torch.Tensor) -> Result:
         """One utterance: ``log_probs`` ``(steps, vocab)``."""
@@ -112,5 +153,22 @@ class BeamCTCDecoder:
                 continue
             t = min(int(t), lp.shape[0] - 1)
             tokens.append(_Token(tid, t, t, float(lp[t, tid].exp())))
-        words = self._words(tokens)
+        words = self._lexicon_words(hyp.words, tokens) if self._spell_len else self._words(tokens)
         return Result(" ".join(w.word for w in words), words, 0.0, lp.shape[0] * self.step_s)
+
+    def _lexicon_words(self, hyp_words: Sequence[str], tokens: List[_Token]) -> List[Word]:
+        """Words of a lexicon search: each consumes its spelling's tokens (a char model's
+        optional word-boundary token before it is skipped), giving its times and confidence."""
+        words, k = [], 0
+        for w in hyp_words:
+            if w not in self._spell_len:  # <unk> (only with a finite unk score): no spelling to align
+                continue
+            n, starts_with_boundary = self._spell_len[w]
+            if k < len(tokens) and self.tok.pieces[tokens[k].id] == WORD_START and not starts_with_boundary:
+                k += 1
+            grp = tokens[k : k + n]
+            k += n
+            if grp:
+                words.append(Word(w, grp[0].first * self.step_s, (grp[-1].last + 1) * self.step_s,
+                                  sum(t.prob for t in grp) / len(grp)))
+        return words

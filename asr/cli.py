@@ -16,6 +16,7 @@ COMMANDS = {
     "transcribe": "asr.transcribe",
     "eval": "asr.evaluate",
     "train": "asr.train",
+    "lm": "asr.lm",
     "serve": "streaming.server",
     "client": "streaming.client",
     "mic": "streaming.mic",

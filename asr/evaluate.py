@@ -254,6 +254,9 @@ class EvalOptions:
     chunk_ms: Optional[float] = None  # feed audio in chunks of this many ms (None: whole utterance); same output
     decoder: str = "greedy"  # "greedy" or "beam" (asr.beam, needs flashlight-text)
     beam_size: int = 16  # hypotheses kept by the beam decoder
+    lm: Optional[str] = None  # word n-gram LM (ARPA, from `asr lm`) for the beam decoder
+    lm_weight: float = 1.0  # LM weight (beam decoder with --lm)
+    word_score: float = 0.0  # per-word bonus (beam decoder with --lm)
     batch_size: int = 16  # streams stepped together by decode_streams
     threads: int = 1  # torch CPU threads for the run (0: all cores); batching, not threads, is what pays on a busy CPU
 
@@ -264,10 +267,18 @@ class EvalOptions:
             raise ValueError(f"--decoder must be greedy or beam, got {self.decoder!r}")
         if self.beam_size < 1:
             raise ValueError(f"--beam-size must be at least 1, got {self.beam_size}")
+        if self.lm is not None and self.decoder != "beam":
+            raise ValueError("--lm needs --decoder beam")
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.threads < 0:
             raise ValueError(f"--threads must be 0 (all cores) or more, got {self.threads}")
+
+
+    def beam_options(self):
+        from .beam import BeamOptions
+
+        return BeamOptions(beam_size=self.beam_size, lm=self.lm, lm_weight=self.lm_weight, word_score=self.word_score)
 
 
 def all_cores() -> int:
@@ -338,9 +349,9 @@ def transcribe_utterances(rec, utts: Sequence[Utterance], opts: EvalOptions = Ev
     opts.check()
     beam = None
     if opts.decoder == "beam":
-        from .beam import BeamCTCDecoder, BeamOptions
+        from .beam import BeamCTCDecoder
 
-        beam = BeamCTCDecoder(rec.tokenizer, rec.step_s, BeamOptions(beam_size=opts.beam_size))
+        beam = BeamCTCDecoder(rec.tokenizer, rec.step_s, opts.beam_options())
     order = sorted(range(len(utts)), key=lambda i: utts[i].duration)
     batches = [order[i : i + opts.batch_size] for i in range(0, len(order), opts.batch_size)]
     results: list = [None] * len(utts)
@@ -661,6 +672,8 @@ _SCORE_HEADER = ["", "utts", "ref words", "WER %", "sub", "del", "ins", "CER %"]
 def render_markdown(report: EvalReport, plots: Sequence[str] = (), n_worst: int = 10) -> str:
     o, s = report.options, report.score
     dec = "greedy" if o.decoder == "greedy" else f"beam (size {o.beam_size})"
+    if o.lm:
+        dec += f" with LM `{o.lm}` (weight {o.lm_weight:g}, word score {o.word_score:g})"
     chunk = f"{o.chunk_ms:g} ms chunks" if o.chunk_ms else "whole utterances"
     md = [
         f"# Evaluation: {report.model}", "",
@@ -736,6 +749,7 @@ def _main(args) -> int:
     from .checkpoint import load_model
 
     opts = EvalOptions(chunk_ms=args.chunk_ms, decoder=args.decoder, beam_size=args.beam_size,
+                       lm=args.lm, lm_weight=args.lm_weight, word_score=args.word_score,
                        batch_size=args.batch_size, threads=args.threads)
     opts.check()
     for name in ("limit", "worst", "speed_utts", "latency_utts"):
@@ -744,9 +758,9 @@ def _main(args) -> int:
     utts = load_inputs(args.inputs, args.limit)
     rec = load_model(args.model)
     if opts.decoder == "beam":  # fail before decoding anything when the backend is missing
-        from .beam import BeamCTCDecoder, BeamOptions
+        from .beam import BeamCTCDecoder
 
-        BeamCTCDecoder(rec.tokenizer, rec.step_s, BeamOptions(beam_size=opts.beam_size))
+        BeamCTCDecoder(rec.tokenizer, rec.step_s, opts.beam_options())
     report = evaluate(rec, utts, opts, model=str(args.model), inputs=args.inputs, speed_utts=args.speed_utts,
                       latency_utts=args.latency_utts if args.latency else 0,
                       latency_chunk_ms=args.latency_chunk_ms, progress=not args.quiet)
@@ -795,6 +809,10 @@ def register(sub) -> None:
     p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy",
                    help="CTC decoding (beam: lexicon-free prefix beam search, needs flashlight-text)")
     p.add_argument("--beam-size", type=int, default=16, metavar="N", help="beam size (default: %(default)s)")
+    p.add_argument("--lm", metavar="ARPA", help="word n-gram LM for --decoder beam (build one with `asr lm`); "
+                   "output is then limited to the LM's words")
+    p.add_argument("--lm-weight", type=float, default=1.0, help="LM weight (default: %(default)s)")
+    p.add_argument("--word-score", type=float, default=0.0, help="per-word bonus with --lm (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=16, metavar="N",
                    help="streams decoded together (default: %(default)s)")
     p.add_argument("--out", metavar="DIR", help="write report.md, summary.json, utterances.jsonl and PNG plots here")

@@ -196,6 +196,54 @@ def test_beam_decoder(ckpt, manifest):
     assert any(u.hyp for u in a.utterances)
 
 
+def spell(tok, text, floor=0.02):
+    """Emissions that spell ``text`` one token per step, each token winning with most of the mass."""
+    ids = tok.encode(text)
+    p = torch.full((2 * len(ids), tok.vocab_size), floor / tok.vocab_size)
+    for k, i in enumerate(ids):
+        p[2 * k, i] += 1 - floor
+        p[2 * k + 1, 0] += 1 - floor  # blank between tokens (keeps doubled letters apart)
+    return p
+
+
+def test_beam_with_lm_prefers_lexicon_words(tmp_path, ckpt, manifest, capfd):
+    pytest.importorskip("flashlight.lib.text.decoder")
+    from asr.beam import BeamCTCDecoder, BeamOptions
+    from asr.checkpoint import load_model
+    from asr.lm import build_arpa
+    from asr.tokenizer import CharTokenizer
+
+    lm = tmp_path / "lm.arpa"
+    build_arpa(["the cat sat", "the cat ran", "a dog sat"] * 3, str(lm), order=2)
+    tok = CharTokenizer()
+    # acoustics say "the cot sat", with "a" close behind "o"; only "cat" is a word
+    p = spell(tok, "the cot sat")
+    o = tok.encode("the c")
+    p[len(o) * 2, tok.pieces.index("a")] = 0.3
+    lp = (p / p.sum(1, keepdim=True)).log()
+    assert BeamCTCDecoder(tok, 0.04).decode(lp).text == "the cot sat"
+    with_lm = BeamCTCDecoder(tok, 0.04, BeamOptions(lm=str(lm), lm_weight=1.0))
+    res = with_lm.decode(lp)
+    assert res.text == "the cat sat"
+    assert [w.word for w in res.words] == ["the", "cat", "sat"] and res.words[0].start < res.words[2].start
+    # whatever the acoustics, output words come from the LM's vocabulary
+    rec = load_model(ckpt)
+    utts = load_inputs([manifest])
+    rep = evaluate(rec, utts, EvalOptions(decoder="beam", lm=str(lm), threads=1))
+    assert {w for u in rep.utterances for w in u.hyp.split()} <= {"the", "cat", "sat", "ran", "a", "dog"}
+    with pytest.raises(FileNotFoundError, match="no such language model"):
+        BeamCTCDecoder(tok, 0.04, BeamOptions(lm=str(tmp_path / "missing.arpa")))
+    with pytest.raises(ValueError, match="--lm needs --decoder beam"):
+        EvalOptions(lm=str(lm)).check()
+    out = tmp_path / "rep"
+    capfd.readouterr()
+    assert cli_main(["eval", manifest, "--model", ckpt, "--decoder", "beam", "--lm", str(lm), "--lm-weight", "2",
+                     "--word-score", "0.5", "--out", str(out), "--quiet", "--speed-utts", "0", "--json"]) == 0
+    assert "with LM" in (out / "report.md").read_text()
+    summary = json.loads(capfd.readouterr().out)  # nothing but the JSON on stdout (KenLM talks on stderr)
+    assert summary["options"]["lm"] == str(lm) and summary["options"]["word_score"] == 0.5
+
+
 def test_latency_with_fake_clock(ckpt, manifest):
     from asr.audio import read_audio
     from asr.checkpoint import load_model
