@@ -323,7 +323,7 @@ def test_recipe_run_end_to_end(ckpt, manifest, tmp_path, capsys):
             "--speed-utts", "0", "--latency-utts", "0", "--chunk-ms", "100"] + ([] if has_ps else ["--stage", "2"])
     assert run.main(argv) == 0
     table = (tmp_path / "exp" / "comparison.md").read_text()
-    assert f"| tiny16 | 3 | 0.0 | project ({tag}) |" in table
+    assert f"| tiny16 | 3 | 0.0 | project ({tag}, greedy) |" in table
     assert ("| tiny16 | 3 | 0.0 | PocketSphinx 5 |" in table) == has_ps
     data = json.loads((tmp_path / "exp" / "comparison.json").read_text())
     assert data["sets"]["tiny16"]["project"]["utterances"] == 3
@@ -333,6 +333,23 @@ def test_recipe_run_end_to_end(ckpt, manifest, tmp_path, capsys):
     assert f"{tag} tiny16: cached" in err and "not found" in err
     assert ("pocketsphinx tiny16: cached" in err) == has_ps
     assert run.main(["--model", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x"), "--sets", m16]) == 1
+    if importlib.util.find_spec("flashlight") is None:
+        return
+    # greedy and beam + LM rows side by side; greedy comes from the cache
+    from asr.lm import build_arpa
+
+    lm = tmp_path / "lm.arpa"
+    build_arpa(TEXTS, str(lm), order=2)
+    capsys.readouterr()
+    assert run.main(argv + ["--decoder", "greedy", "beam", "--lm", str(lm), "--lm-weight", "0.5"]) == 0
+    assert f"{tag} tiny16: cached" in capsys.readouterr().err
+    table = (tmp_path / "exp" / "comparison.md").read_text()
+    assert f"| tiny16 | 3 | 0.0 | project ({tag}, greedy) |" in table
+    assert f"| tiny16 | 3 | 0.0 | project ({tag}, beam 16 + LM (weight 0.5, word score 0)) |" in table
+    data = json.loads((tmp_path / "exp" / "comparison.json").read_text())
+    assert data["sets"]["tiny16"]["project_beam-lm"]["options"]["lm"] == str(lm)
+    with pytest.raises(SystemExit):
+        run.main(argv + ["--lm", str(lm)])  # an LM without the beam decoder
 
 
 def test_recipe_reuses_earlier_baseline_run(ckpt, manifest, tmp_path, capsys):
@@ -358,3 +375,26 @@ def test_recipe_reuses_earlier_baseline_run(ckpt, manifest, tmp_path, capsys):
                      "--stage", "3"]) == 0
     table = (tmp_path / "exp" / "comparison.md").read_text()
     assert "| tiny | 4 | 0.1 | PocketSphinx 5 | 0.00 | 0.00 | 0/0/0 | 0.250 / 0.200 |" in table
+
+
+def test_tune_lm_recipe(ckpt, manifest, tmp_path, capsys):
+    """recipes/eval/tune_lm.py: one log-prob pass, a table row per grid point, the best flags last."""
+    pytest.importorskip("flashlight.lib.text.decoder")
+    import importlib.util
+    import os
+
+    from asr.lm import build_arpa
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "recipes", "eval", "tune_lm.py")
+    spec = importlib.util.spec_from_file_location("tune_lm", path)
+    tune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune)
+    lm = tmp_path / "lm.arpa"
+    build_arpa(TEXTS, str(lm), order=2)
+    assert tune.main(["--model", ckpt, "--lm", str(lm), "--dev", manifest, "--weights", "0.5", "2",
+                      "--word-scores", "0"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| beam + LM |")]
+    assert len(rows) == 2 and "| greedy |" in out and "| beam, no LM |" in out
+    assert f"best: --decoder beam --lm {lm} --lm-weight " in out
+    assert tune.main(["--model", ckpt, "--lm", str(tmp_path / "nope.arpa"), "--dev", manifest]) == 1

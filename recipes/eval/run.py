@@ -4,7 +4,8 @@
 Usage:
     python3 recipes/eval/run.py [--model default] [--data-dir /work/data/synth] [--out exp/eval]
                                 [--sets test_heldout asterisk_letters [MANIFEST_OR_DIR ...]]
-                                [--limit N] [--chunk-ms 160] [--decoder greedy|beam] [--beam-size 16]
+                                [--limit N] [--chunk-ms 160] [--decoder greedy [beam]] [--beam-size 16]
+                                [--lm ARPA] [--lm-weight 1.0] [--word-score 0.0]
                                 [--threads 1] [--speed-utts 20] [--latency-utts 20] [--latency-chunk-ms 160]
                                 [--stage 1] [--stop-stage 3] [--force]
 
@@ -19,8 +20,10 @@ reruns while the key matches; ``--force`` redoes it):
        on each set -> ``OUT/pocketsphinx/SET/{hyps.jsonl,summary.json}``; rescored with
        ``asr.evaluate.score`` so both systems are scored by the same code. A complete earlier
        run of that script in ``DATA_DIR/baseline/`` (same manifest, newer) is reused.
-    2  project model on each set (``asr.evaluate``: streaming path, WER/CER, RTF on 1 thread
-       and all cores, latency at real-time pace) -> ``OUT/MODEL/SET/{report.md,summary.json,...}``
+    2  project model on each set with each ``--decoder`` (``asr.evaluate``: streaming path,
+       WER/CER, RTF on 1 thread and all cores, latency at real-time pace)
+       -> ``OUT/MODEL/SET/{report.md,summary.json,...}`` (greedy), ``OUT/MODEL+beam[-lm]/SET/...``
+       (beam search, with ``--lm`` a word n-gram LM from ``asr lm``)
     3  comparison table -> ``OUT/comparison.md`` + ``OUT/comparison.json``
 
 Latency is measured for the project model only (PocketSphinx decodes whole utterances here).
@@ -177,24 +180,52 @@ def model_tag(model: str) -> str:
     return model
 
 
+def system_tag(model: str, decoder: str, lm) -> str:
+    """Result directory of one model + decoder: greedy keeps the model's own name."""
+    return model_tag(model) if decoder == "greedy" else f"{model_tag(model)}+beam" + ("-lm" if lm else "")
+
+
+def decoder_label(args, decoder: str) -> str:
+    if decoder == "greedy":
+        return "greedy"
+    return f"beam {args.beam_size}" + (f" + LM (weight {args.lm_weight:g}, word score {args.word_score:g})"
+                                       if args.lm else "")
+
+
+def eval_options(args, decoder: str):
+    from asr.evaluate import EvalOptions
+
+    lm = {"lm": args.lm, "lm_weight": args.lm_weight, "word_score": args.word_score} \
+        if decoder == "beam" and args.lm else {}
+    opts = EvalOptions(chunk_ms=args.chunk_ms, decoder=decoder, beam_size=args.beam_size,
+                       batch_size=args.batch_size, threads=args.threads, **lm)
+    opts.check()
+    return opts
+
+
 def stage_project(sets, args, out: Path) -> None:
+    for decoder in args.decoder:
+        stage_project_decoder(sets, args, out, decoder)
+
+
+def stage_project_decoder(sets, args, out: Path, decoder: str) -> None:
     from asr.checkpoint import load_model
-    from asr.evaluate import EvalOptions, evaluate, load_inputs, write_outputs
+    from asr.evaluate import evaluate, load_inputs, write_outputs
 
     rec = load_model(args.model)  # fails with a clear message before any work
-    opts = EvalOptions(chunk_ms=args.chunk_ms, decoder=args.decoder, beam_size=args.beam_size,
-                       batch_size=args.batch_size, threads=args.threads)
-    opts.check()
+    opts = eval_options(args, decoder)
+    tag = system_tag(args.model, decoder, args.lm)
     mkey = file_key(args.model) if Path(args.model).is_file() else {"name": args.model, "meta": rec.meta}
     for name, manifest, _ in sets:
-        d = out / model_tag(args.model) / name
+        d = out / tag / name
         key = {"manifest": file_key(manifest), "model": mkey, "limit": args.limit, "options": asdict(opts),
+               "lm": file_key(args.lm) if opts.lm else None,
                "speed_utts": args.speed_utts, "latency_utts": args.latency_utts,
                "latency_chunk_ms": args.latency_chunk_ms}
         if cached(d, key, args.force):
-            log(f"stage 2: {model_tag(args.model)} {name}: cached")
+            log(f"stage 2: {tag} {name}: cached")
             continue
-        log(f"stage 2: {model_tag(args.model)} on {name}")
+        log(f"stage 2: {tag} on {name}")
         utts = load_inputs([manifest])
         report = evaluate(rec, utts, opts, model=args.model, inputs=[manifest], speed_utts=args.speed_utts,
                           latency_utts=args.latency_utts, latency_chunk_ms=args.latency_chunk_ms, progress=True)
@@ -217,14 +248,18 @@ def stage_table(sets, args, out: Path) -> Path:
     rows, data = [], {"model": args.model, "data_dir": args.data_dir, "limit": args.limit, "sets": {}}
     for name, manifest, source in sets:
         entry = {"source": source, "manifest": manifest}
-        pf = out / tag / name / "summary.json"
-        if pf.exists():
+        for decoder in args.decoder:
+            pf = out / system_tag(args.model, decoder, args.lm) / name / "summary.json"
+            if not pf.exists():
+                continue
             p = json.loads(pf.read_text())
             sp, lat = p.get("speed") or {}, p.get("latency") or {}
-            entry["project"] = {k: p[k] for k in ("utterances", "audio_s", "wer", "cer", "substitutions", "deletions",
-                                                  "insertions", "ref_words", "rtf", "cpu_rtf", "threads", "options")}
-            entry["project"].update(speed=sp or None, latency=lat or None)
-            rows.append([name, p["utterances"], f"{p['audio_s'] / 60:.1f}", f"project ({tag})",
+            key = "project" if decoder == "greedy" else "project_" + system_tag("", decoder, args.lm).lstrip("+")
+            entry[key] = {k: p[k] for k in ("utterances", "audio_s", "wer", "cer", "substitutions", "deletions",
+                                            "insertions", "ref_words", "rtf", "cpu_rtf", "threads", "options")}
+            entry[key].update(speed=sp or None, latency=lat or None)
+            rows.append([name, p["utterances"], f"{p['audio_s'] / 60:.1f}",
+                         f"project ({tag}, {decoder_label(args, decoder)})",
                          fmt(p["wer"], pct=True), fmt(p["cer"], pct=True),
                          f"{p['substitutions']}/{p['deletions']}/{p['insertions']}",
                          f"{fmt(sp.get('rtf_1_thread'))} / {fmt(sp.get('cpu_rtf_1_thread'))}",
@@ -243,9 +278,9 @@ def stage_table(sets, args, out: Path) -> Path:
     header = ["set", "utts", "audio min", "system", "WER %", "CER %", "S/D/I", "RTF 1 thread (wall / CPU)",
               "RTF eval run (wall / CPU)", "word latency median / p95 (ms)", "final latency median / p95 (ms)"]
     md = ["# Project model vs PocketSphinx 5", "",
-          f"- project model: `{args.model}`; decoder {args.decoder}"
-          + (f" (beam {args.beam_size})" if args.decoder == "beam" else "")
-          + (f", streams fed in {args.chunk_ms:g} ms chunks" if args.chunk_ms else ", whole utterances"),
+          f"- project model: `{args.model}`; decoders: {'; '.join(decoder_label(args, d) for d in args.decoder)}"
+          + (f" (LM `{args.lm}`)" if args.lm and "beam" in args.decoder else "")
+          + (f"; streams fed in {args.chunk_ms:g} ms chunks" if args.chunk_ms else "; whole utterances"),
           "- PocketSphinx 5: default en-us acoustic model, language model and dictionary, 1 thread "
           "(recipes/eval/pocketsphinx_baseline.py)",
           f"- data: `{args.data_dir}`" + (f", {args.limit} utterances spread evenly over each set" if args.limit else ""),
@@ -257,7 +292,7 @@ def stage_table(sets, args, out: Path) -> Path:
           "final = end of audio -> final result", "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    md += ["", f"Per-set reports: `{tag}/SET/report.md`; PocketSphinx hypotheses: `pocketsphinx/SET/hyps.jsonl`.", ""]
+    md += ["", f"Per-set reports: `{tag}[+beam[-lm]]/SET/report.md`; PocketSphinx hypotheses: `pocketsphinx/SET/hyps.jsonl`.", ""]
     (out / "comparison.md").write_text("\n".join(md))
     (out / "comparison.json").write_text(json.dumps(data, indent=1))
     return out / "comparison.md"
@@ -274,8 +309,12 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=0,
                     help="N utterances spread evenly over each set (default: all)")
     ap.add_argument("--chunk-ms", type=float, default=160.0, help="project: stream chunk size in ms (default: %(default)s)")
-    ap.add_argument("--decoder", choices=["greedy", "beam"], default="greedy")
+    ap.add_argument("--decoder", nargs="+", choices=["greedy", "beam"], default=["greedy"],
+                    help="project decoders, each a row of the table (default: greedy)")
     ap.add_argument("--beam-size", type=int, default=16)
+    ap.add_argument("--lm", metavar="ARPA", help="word n-gram LM for the beam decoder (asr lm; tune with tune_lm.py)")
+    ap.add_argument("--lm-weight", type=float, default=1.0)
+    ap.add_argument("--word-score", type=float, default=0.0)
     ap.add_argument("--batch-size", type=int, default=16, help="project: streams decoded together")
     ap.add_argument("--threads", type=int, default=1,
                     help="project: torch threads of the batched eval run (0: all cores; default: %(default)s, "
@@ -289,6 +328,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.limit < 0:
         ap.error("--limit must be 0 or more")
+    if args.lm and "beam" not in args.decoder:
+        ap.error("--lm needs --decoder beam")
+    if args.lm and not Path(args.lm).is_file():
+        ap.error(f"no such language model: {args.lm}")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
