@@ -14,14 +14,16 @@ import time
 __all__ = ["transcribe_file", "register"]
 
 
-def transcribe_file(rec, path: str, chunk_ms=None) -> dict:
-    """Transcribe one file -> dict with audio, text, words, duration (s), rtf."""
+def transcribe_file(rec, path: str, chunk_ms=None, decoder=None) -> dict:
+    """Transcribe one file -> dict with audio, text, words, duration (s), rtf.
+
+    ``decoder``: see :meth:`asr.checkpoint.Recognizer.transcribe` (None: greedy)."""
     from .audio import read_audio
 
     samples, sr = read_audio(path)
     t0 = time.perf_counter()
     chunk = None if not chunk_ms else max(1, int(round(sr * chunk_ms / 1000)))
-    res = rec.transcribe(samples, sr, chunk_samples=chunk)
+    res = rec.transcribe(samples, sr, chunk_samples=chunk, decoder=decoder)
     elapsed = time.perf_counter() - t0
     duration = len(samples) / sr
     return {
@@ -43,11 +45,19 @@ def _main(args) -> int:
         torch.set_num_threads(args.threads)
     if args.chunk_ms is not None and args.chunk_ms <= 0:
         raise ValueError(f"--chunk-ms must be positive, got {args.chunk_ms}")
+    if args.lm and args.decoder != "beam":
+        raise ValueError("--lm needs --decoder beam")
     rec = load_model(args.model)
+    decoder = None
+    if args.decoder == "beam":
+        from .beam import BeamCTCDecoder, BeamOptions
+
+        decoder = BeamCTCDecoder(rec.tokenizer, rec.step_s, BeamOptions(
+            beam_size=args.beam_size, lm=args.lm, lm_weight=args.lm_weight, word_score=args.word_score))
     failures = 0
     for path in args.files:
         try:
-            out = transcribe_file(rec, path, args.chunk_ms)
+            out = transcribe_file(rec, path, args.chunk_ms, decoder)
         except AudioError as e:
             print(f"asr transcribe: error: {e}", file=sys.stderr)
             failures += 1
@@ -74,4 +84,10 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true",
                    help='one JSON object per file: {"audio", "text", "words": [{"word","start","end","conf"}], "duration", "rtf"}')
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy",
+                   help="greedy (default) or beam search over the stream's log-probabilities (needs flashlight-text)")
+    p.add_argument("--beam-size", type=int, default=16, metavar="N", help="beam size (default: %(default)s)")
+    p.add_argument("--lm", metavar="ARPA", help="word n-gram LM for --decoder beam (asr lm); output limited to its words")
+    p.add_argument("--lm-weight", type=float, default=1.0, help="LM weight (default: %(default)s)")
+    p.add_argument("--word-score", type=float, default=0.0, help="per-word bonus with --lm (default: %(default)s)")
     p.set_defaults(func=_main)

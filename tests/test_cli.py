@@ -44,6 +44,39 @@ def test_transcribe_json_and_chunk_invariance(model_path, wav, capsys):
         assert rc == 0 and json.loads(out2)["text"] == d["text"]
 
 
+def test_transcribe_with_beam_and_lm(model_path, wav, tmp_path, capsys):
+    """--decoder beam [--lm]: same stream log-probs, beam search; LM output stays in the LM's words,
+    for every chunk size."""
+    pytest.importorskip("flashlight.lib.text.decoder")
+    from asr.beam import BeamCTCDecoder
+    from asr.checkpoint import load_model
+    from asr.lm import build_arpa
+
+    rec = load_model(model_path)
+    st = rec.stream(16000, keep_log_probs=True)
+    st.accept_waveform(sf.read(wav, dtype="float32")[0])
+    st.finish()
+    want = BeamCTCDecoder(rec.tokenizer, rec.step_s).decode(st.all_log_probs()).text
+    rc, out, err = run_cli(["transcribe", wav, "--model", model_path, "--decoder", "beam"], capsys)
+    assert rc == 0 and out.strip() == want, err
+    lm = tmp_path / "lm.arpa"
+    vocab = {"tea", "at", "eat", "ate"}
+    build_arpa(["tea at eat", "ate tea"], str(lm), order=2)
+    texts = set()
+    for ms in [None, "37", "160"]:
+        extra = ["--chunk-ms", ms] if ms else []
+        rc, out, err = run_cli(["transcribe", wav, "--model", model_path, "--decoder", "beam", "--lm", str(lm),
+                                "--word-score", "2", "--json", *extra], capsys)
+        assert rc == 0, err
+        d = json.loads(out)
+        assert d["text"] and set(d["text"].split()) <= vocab
+        assert [w["word"] for w in d["words"]] == d["text"].split()
+        texts.add(d["text"])
+    assert len(texts) == 1
+    rc, _, err = run_cli(["transcribe", wav, "--model", model_path, "--lm", str(lm)], capsys)
+    assert rc == 1 and "--lm needs --decoder beam" in err
+
+
 def _bad_files(tmp_path):
     txt = tmp_path / "notes.wav"
     txt.write_text("this is not audio")
