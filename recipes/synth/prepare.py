@@ -2,7 +2,7 @@
 """Offline speech corpus recipe: synthetic training speech + held-out and real test sets.
 
 Usage:
-    python3 recipes/synth/prepare.py [--data-dir /work/data/synth] [--stage 0] [--stop-stage 7]
+    python3 recipes/synth/prepare.py [--data-dir /work/data/synth] [--stage 0] [--stop-stage 8]
                                      [--train-hours 40] [--dev-utts 400] [--test-utts 720]
                                      [--seed 1234] [--jobs 2]
 
@@ -19,6 +19,8 @@ delete the marker, or the stage's outputs, to redo it):
     5  real speech: Asterisk prompts (G.722, 16 kHz) -> ``asterisk.jsonl`` + ``asterisk_letters.jsonl``
     6  augmentation material: music-on-hold at 16 kHz + simulated room impulse responses -> ``aug/``
     7  data card -> ``DATA_CARD.md`` + ``data_card.json`` (copied to recipes/synth/DATA_CARD.md)
+    8  word 3-gram LM of the training sentences (``asr lm``, interpolated Kneser-Ney) for the beam
+       decoder -> ``lm/train_3gram.arpa`` (no dev or test text goes into it)
 
 Manifests are JSON lines ``{"audio", "text", "duration", "voice", "engine"}``, written atomically.
 Audio is 16 kHz mono 16-bit PCM WAV. Work is parallel over ``--jobs`` processes; an interrupted
@@ -491,8 +493,18 @@ def stage7_card(args) -> None:
     write_data_card(args.data_dir, os.path.join(HERE, "DATA_CARD.md"))
 
 
+# --------------------------------------------------------------------------- stage 8
+def stage8_lm(args) -> None:
+    from asr.lm import build_arpa, read_sentences
+
+    os.makedirs(os.path.join(args.data_dir, "lm"), exist_ok=True)
+    out = os.path.join(args.data_dir, "lm", "train_3gram.arpa")
+    st = build_arpa(read_sentences([os.path.join(args.data_dir, "train.jsonl")]), out, order=3)
+    log(f"stage 8: {out}: {st.sentences} sentences, vocabulary {st.vocab}, n-grams {st.ngrams}")
+
+
 STAGES = {0: stage0_install, 1: stage1_text, 2: stage2_train, 3: stage3_dev, 4: stage4_heldout,
-          5: stage5_asterisk, 6: stage6_aug, 7: stage7_card}
+          5: stage5_asterisk, 6: stage6_aug, 7: stage7_card, 8: stage8_lm}
 
 
 def main(argv=None) -> None:
@@ -500,7 +512,7 @@ def main(argv=None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default="/work/data/synth")
     ap.add_argument("--stage", type=int, default=0)
-    ap.add_argument("--stop-stage", type=int, default=7)
+    ap.add_argument("--stop-stage", type=int, default=8)
     ap.add_argument("--train-hours", type=float, default=40.0)
     ap.add_argument("--dev-utts", type=int, default=400)
     ap.add_argument("--test-utts", type=int, default=720)
