@@ -88,17 +88,6 @@ def test_trimmed_silence_kept_short(tiny_corpus):
 
 
 # --------------------------------------------------------------------------- text
-@pytest.mark.parametrize("raw,expected", [
-    ("Hello, World!", "hello world"),
-    ("It's 3.5% of $20.", "it's three point five percent of twenty dollars"),
-    ("In 1984 the 21st", "in nineteen eighty four the twenty first"),
-    ("Café  au   lait", "cafe au lait"),
-    ("'Tis the season -- really.", "tis the season really"),
-])
-def test_normalize_examples(raw, expected):
-    assert normalize(raw) == expected
-
-
 def test_make_item_rules():
     # clean text is spoken as written, the reference is normalised
     assert prepare.make_item("The dog barked loudly.") == ("the dog barked loudly", "The dog barked loudly.")

@@ -23,6 +23,9 @@ from asr.text import ALPHABET, is_clean, normalize, number_to_words
     ("\u2018quoted\u2019 rock'n'roll", "quoted rock'n'roll"),
     ("salt & pepper", "salt and pepper"),
     ("   ", ""),
+    ("In 1984 the 21st", "in nineteen eighty four the twenty first"),
+    ("Café  au   lait", "cafe au lait"),
+    ("'Tis the season -- really.", "tis the season really"),
 ])
 def test_normalize_examples(raw, expected):
     assert normalize(raw) == expected
