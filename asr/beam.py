@@ -32,7 +32,7 @@ import torch
 from .decoding import GreedyCTCDecoder, Result, Word, _Token
 from .tokenizer import WORD_START, Tokenizer
 
-__all__ = ["BeamOptions", "BeamCTCDecoder", "BeamSearchUnavailable", "beam_available"]
+__all__ = ["BeamOptions", "BeamCTCDecoder", "BeamSearchUnavailable", "beam_available", "add_decoder_arguments"]
 
 # flashlight's lexicon-free decoder needs a "silence" token; the model has none, so a
 # dummy one is appended to the vocabulary with an emission no path will ever take.
@@ -62,6 +62,19 @@ class BeamOptions:
     lm: Optional[str] = None  # word n-gram LM, ARPA (asr lm); None: lexicon-free search without LM
     lm_weight: float = 1.0  # weight of the LM's log probability
     word_score: float = 0.0  # added per word (positive: longer outputs, fewer deletions)
+
+
+def add_decoder_arguments(p) -> None:
+    """The decoder flags shared by ``asr transcribe`` and ``asr eval``:
+    ``--decoder --beam-size --lm --lm-weight --word-score``."""
+    p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy",
+                   help="CTC decoding: greedy (default) or beam search over the stream's log-probabilities, "
+                        "lexicon-free or, with --lm, limited to the LM's words (needs flashlight-text)")
+    p.add_argument("--beam-size", type=int, default=16, metavar="N", help="beam size (default: %(default)s)")
+    p.add_argument("--lm", metavar="ARPA", help="word n-gram LM for --decoder beam (build one with `asr lm`); "
+                   "output is then limited to the LM's words")
+    p.add_argument("--lm-weight", type=float, default=1.0, help="LM weight (default: %(default)s)")
+    p.add_argument("--word-score", type=float, default=0.0, help="per-word bonus with --lm (default: %(default)s)")
 
 
 class BeamCTCDecoder:

@@ -274,7 +274,6 @@ class EvalOptions:
         if self.threads < 0:
             raise ValueError(f"--threads must be 0 (all cores) or more, got {self.threads}")
 
-
     def beam_options(self):
         from .beam import BeamOptions
 
@@ -794,6 +793,8 @@ def _main(args) -> int:
 
 
 def register(sub) -> None:
+    from .beam import add_decoder_arguments
+
     p = sub.add_parser(
         "eval",
         help="word/character error rate, speed and latency on test sets",
@@ -806,13 +807,7 @@ def register(sub) -> None:
     p.add_argument("--model", default="default", help="bundled model name or checkpoint path (default: %(default)s)")
     p.add_argument("--chunk-ms", type=float, default=None, metavar="N",
                    help="feed audio to the streams in chunks of N ms (default: whole utterances; same output)")
-    p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy",
-                   help="CTC decoding (beam: lexicon-free prefix beam search, needs flashlight-text)")
-    p.add_argument("--beam-size", type=int, default=16, metavar="N", help="beam size (default: %(default)s)")
-    p.add_argument("--lm", metavar="ARPA", help="word n-gram LM for --decoder beam (build one with `asr lm`); "
-                   "output is then limited to the LM's words")
-    p.add_argument("--lm-weight", type=float, default=1.0, help="LM weight (default: %(default)s)")
-    p.add_argument("--word-score", type=float, default=0.0, help="per-word bonus with --lm (default: %(default)s)")
+    add_decoder_arguments(p)
     p.add_argument("--batch-size", type=int, default=16, metavar="N",
                    help="streams decoded together (default: %(default)s)")
     p.add_argument("--out", metavar="DIR", help="write report.md, summary.json, utterances.jsonl and PNG plots here")

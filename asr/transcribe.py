@@ -72,6 +72,8 @@ def _main(args) -> int:
 
 
 def register(sub) -> None:
+    from .beam import add_decoder_arguments
+
     p = sub.add_parser(
         "transcribe",
         help="transcribe audio files",
@@ -84,10 +86,5 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true",
                    help='one JSON object per file: {"audio", "text", "words": [{"word","start","end","conf"}], "duration", "rtf"}')
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy",
-                   help="greedy (default) or beam search over the stream's log-probabilities (needs flashlight-text)")
-    p.add_argument("--beam-size", type=int, default=16, metavar="N", help="beam size (default: %(default)s)")
-    p.add_argument("--lm", metavar="ARPA", help="word n-gram LM for --decoder beam (asr lm); output limited to its words")
-    p.add_argument("--lm-weight", type=float, default=1.0, help="LM weight (default: %(default)s)")
-    p.add_argument("--word-score", type=float, default=0.0, help="per-word bonus with --lm (default: %(default)s)")
+    add_decoder_arguments(p)
     p.set_defaults(func=_main)

@@ -37,14 +37,14 @@ def main(argv=None) -> int:
 
     from asr.beam import BeamCTCDecoder, BeamOptions
     from asr.checkpoint import load_model
+    from asr.decoding import greedy_decode
     from asr.evaluate import _decode_batch, _read, load_inputs, score
 
     try:
         utts = load_inputs(args.dev, args.limit)
         rec = load_model(args.model)
-        for p in (args.lm,):
-            if not Path(p).is_file():
-                raise FileNotFoundError(f"no such language model: {p}")
+        if not Path(args.lm).is_file():
+            raise FileNotFoundError(f"no such language model: {args.lm}")
     except (ValueError, OSError) as e:
         print(f"tune_lm: error: {e}", file=sys.stderr)
         return 1
@@ -60,10 +60,11 @@ def main(argv=None) -> int:
             idx = list(range(i, min(i + 16, len(utts))))
             lps += _decode_batch(rec, _read(utts, idx), None, _Keep())
 
-    greedy = BeamCTCDecoder(rec.tokenizer, rec.step_s, BeamOptions(beam_size=args.beam_size))
-    rows = [("greedy", "-", "-", score(refs, [rec_greedy(rec, lp) for lp in lps]), 0.0)]
+    no_lm = BeamCTCDecoder(rec.tokenizer, rec.step_s, BeamOptions(beam_size=args.beam_size))
+    greedy = [greedy_decode(lp, lp.shape[0], rec.tokenizer, rec.step_s).text for lp in lps]
+    rows = [("greedy", "-", "-", score(refs, greedy), 0.0)]
     t0 = time.process_time()
-    s = score(refs, [r.text for r in greedy.decode_batch(lps)])
+    s = score(refs, [r.text for r in no_lm.decode_batch(lps)])
     rows.append(("beam, no LM", "-", "-", s, time.process_time() - t0))
     for w, ws in tqdm(list(itertools.product(args.weights, args.word_scores)), desc="grid", unit=" point"):
         dec = BeamCTCDecoder(rec.tokenizer, rec.step_s,
@@ -82,14 +83,6 @@ def main(argv=None) -> int:
     print(f"\nbest: --decoder beam --lm {args.lm} --lm-weight {best[1]} --word-score {best[2]} "
           f"(dev WER {100 * best[3].wer:.2f} %)")
     return 0
-
-
-def rec_greedy(rec, lp) -> str:
-    from asr.decoding import GreedyCTCDecoder
-
-    dec = GreedyCTCDecoder(rec.tokenizer, rec.step_s)
-    dec.accept(lp)
-    return dec.full_result().text
 
 
 if __name__ == "__main__":
