@@ -8,7 +8,10 @@ Usage::
 
 Everything needed to continue is in ``EXP/last.pt`` (model, optimizer, scheduler,
 sampler position, random generator states, wall-clock spent); a run started again
-with the same ``--exp`` resumes from it exactly unless ``--restart`` is given.
+with the same ``--exp`` resumes from it exactly unless ``--restart`` is given. It is
+written every ``ckpt_minutes`` and at each epoch end; Ctrl-C or SIGTERM (also to the whole
+process group) stops the run after the current step and writes it first, so stopping a
+run loses nothing (a second Ctrl-C interrupts at once, losing up to ``ckpt_minutes``).
 ``EXP/best.pt`` is the checkpoint with the lowest dev WER so far (self-describing,
 loadable with ``asr.load_model``). Metrics go to ``EXP/log.jsonl``; plot them with
 ``tools/plot_training.py``.
@@ -21,7 +24,9 @@ import json
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 import tomllib
 from dataclasses import asdict, dataclass
@@ -306,97 +311,157 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
         }
         save_checkpoint(last_path, model, tok, fcfg, meta=_meta(cfg, state, model), extra=extra)
 
-    t_start = time.time()
-    wall0 = state["wall_s"]
-    cpu_start, cpu0 = time.process_time(), state.get("cpu_s", 0.0)
-    last_ckpt = time.time()
-    model.train()
-    stop = False
-    while state["epoch"] < cfg.epochs and not stop:
-        epoch = state["epoch"]
-        sampler.set_epoch(epoch, state["batch"])
-        n_batches = len(sampler.batches(epoch))
-        loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate,
-                                             num_workers=cfg.num_workers, persistent_workers=False,
-                                             prefetch_factor=4 if cfg.num_workers else None,
-                                             # own generator: creating the loader must not draw from the
-                                             # global RNG (dropout), or a resumed run would diverge
-                                             generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
-        bar = None
-        if progress and main_proc:
-            from tqdm import tqdm
-
-            bar = tqdm(total=n_batches, initial=state["batch"], desc=f"epoch {epoch}", dynamic_ncols=True, mininterval=5)
-        win_loss, win_tok, win_audio, win_t = 0.0, 0, 0.0, time.time()
-        for x, xl, y, yl, _ in loader:
-            x, xl, y, yl = x.to(device), xl.to(device), y.to(device), yl.to(device)
-            lp, ol = ddp_model(x, xl)
-            loss_sum = ctc(lp.transpose(0, 1), y, ol, yl)
-            ntok = yl.sum().clamp_min(1)
-            loss = loss_sum / ntok
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-            opt.step()
-            sched.step()
-            state["step"] += 1
-            state["batch"] += 1
-            audio = float(xl.sum()) * fcfg.frame_shift_s
-            state["audio_s"] += audio * world
-            win_loss += float(loss_sum.detach())
-            win_tok += int(ntok)
-            win_audio += audio
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{sched.get_last_lr()[0]:.2e}")
-            if state["step"] % cfg.log_every == 0:
-                dt = time.time() - win_t
-                log(type="train", step=state["step"], epoch=epoch, batch=state["batch"], loss=win_loss / max(win_tok, 1),
-                    lr=sched.get_last_lr()[0], grad_norm=gnorm, audio_s_per_s=win_audio * world / max(dt, 1e-9),
-                    wall_h=(wall0 + time.time() - t_start) / 3600, cpu_h=state["cpu_s"] / 3600,
-                    audio_h=state["audio_s"] / 3600)
-                win_loss, win_tok, win_audio, win_t = 0.0, 0, 0.0, time.time()
-            state["wall_s"] = wall0 + time.time() - t_start
-            state["cpu_s"] = cpu0 + time.process_time() - cpu_start
-            if time.time() - last_ckpt > cfg.ckpt_minutes * 60:
-                save_last()
-                last_ckpt = time.time()
-            if (cfg.max_steps and state["step"] >= cfg.max_steps) or (
-                cfg.max_hours and time.time() - t_start > cfg.max_hours * 3600) or (
-                cfg.max_cpu_hours and state["cpu_s"] > cfg.max_cpu_hours * 3600):
-                stop = True
-                break
-        if bar is not None:
-            bar.close()
-        partial_epoch = stop and state["batch"] < n_batches
-        if not partial_epoch:
-            state["epoch"] += 1
-            state["batch"] = 0
-        # ---- end of epoch (or of the step/time budget): validate, keep the best ----
-        if main_proc and dev_utts:
-            res = evaluate_manifest(model, tok, logmel, dev_utts, step_s)
-            extra = {name: evaluate_manifest(model, tok, logmel, u, step_s) for name, u in extra_dev.items()}
-            log(type="valid", step=state["step"], epoch=epoch, partial_epoch=partial_epoch, dev=res,
-                **{k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in extra.items()},
-                wall_h=state["wall_s"] / 3600, cpu_h=state["cpu_s"] / 3600)
-            print(f"epoch {epoch}: dev loss {res['loss']:.3f} WER {res['wer']:.3f} CER {res['cer']:.3f}  "
-                  + "  ".join(f"{k} WER {v['wer']:.3f}" for k, v in extra.items()), file=sys.stderr)
-            if state["best_wer"] is None or res["wer"] < state["best_wer"]:
-                state["best_wer"], state["best_step"] = res["wer"], state["step"]
-                meta = _meta(cfg, state, model)
-                meta["dev"] = {k: v for k, v in res.items() if k != "examples"}
-                meta["extra_dev"] = {k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in extra.items()}
-                save_checkpoint(exp_dir / "best.pt", model, tok, fcfg, meta=meta)
-        save_last()
+    # SIGTERM (kill, a batch scheduler, torchrun) or Ctrl-C: finish the current step, write
+    # last.pt and return, so a stopped run loses nothing; a second Ctrl-C interrupts at once.
+    stop_signal = _StopOnSignal()
+    try:
+        t_start = time.time()
+        wall0 = state["wall_s"]
+        cpu_start, cpu0 = time.process_time(), state.get("cpu_s", 0.0)
         last_ckpt = time.time()
-        if world > 1:
-            dist.barrier()
-        if partial_epoch:
-            break
+        model.train()
+        stop = False
+        while state["epoch"] < cfg.epochs and not stop:
+            epoch = state["epoch"]
+            sampler.set_epoch(epoch, state["batch"])
+            n_batches = len(sampler.batches(epoch))
+            loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate,
+                                                 num_workers=cfg.num_workers, persistent_workers=False,
+                                                 prefetch_factor=4 if cfg.num_workers else None,
+                                                 # own generator: creating the loader must not draw from the
+                                                 # global RNG (dropout), or a resumed run would diverge
+                                                 generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),
+                                                 # Ctrl-C and `kill -- -PGID` reach the whole process group:
+                                                 # the workers keep serving batches while the main process
+                                                 # stops cleanly (they exit with it, or if it dies)
+                                                 worker_init_fn=_ignore_stop_signals)
+            bar = None
+            if progress and main_proc:
+                from tqdm import tqdm
+
+                bar = tqdm(total=n_batches, initial=state["batch"], desc=f"epoch {epoch}", dynamic_ncols=True, mininterval=5)
+            win_loss, win_tok, win_audio, win_t = 0.0, 0, 0.0, time.time()
+            for x, xl, y, yl, _ in loader:
+                x, xl, y, yl = x.to(device), xl.to(device), y.to(device), yl.to(device)
+                lp, ol = ddp_model(x, xl)
+                loss_sum = ctc(lp.transpose(0, 1), y, ol, yl)
+                ntok = yl.sum().clamp_min(1)
+                loss = loss_sum / ntok
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+                opt.step()
+                sched.step()
+                state["step"] += 1
+                state["batch"] += 1
+                audio = float(xl.sum()) * fcfg.frame_shift_s
+                state["audio_s"] += audio * world
+                win_loss += float(loss_sum.detach())
+                win_tok += int(ntok)
+                win_audio += audio
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+                if state["step"] % cfg.log_every == 0:
+                    dt = time.time() - win_t
+                    log(type="train", step=state["step"], epoch=epoch, batch=state["batch"], loss=win_loss / max(win_tok, 1),
+                        lr=sched.get_last_lr()[0], grad_norm=gnorm, audio_s_per_s=win_audio * world / max(dt, 1e-9),
+                        wall_h=(wall0 + time.time() - t_start) / 3600, cpu_h=state["cpu_s"] / 3600,
+                        audio_h=state["audio_s"] / 3600)
+                    win_loss, win_tok, win_audio, win_t = 0.0, 0, 0.0, time.time()
+                state["wall_s"] = wall0 + time.time() - t_start
+                state["cpu_s"] = cpu0 + time.process_time() - cpu_start
+                if stop_signal.requested(world):
+                    break
+                if time.time() - last_ckpt > cfg.ckpt_minutes * 60:
+                    save_last()
+                    last_ckpt = time.time()
+                if (cfg.max_steps and state["step"] >= cfg.max_steps) or (
+                    cfg.max_hours and time.time() - t_start > cfg.max_hours * 3600) or (
+                    cfg.max_cpu_hours and state["cpu_s"] > cfg.max_cpu_hours * 3600):
+                    stop = True
+                    break
+            if bar is not None:
+                bar.close()
+            if stop_signal.received is not None:
+                save_last()
+                if world > 1:
+                    dist.barrier()
+                break
+            partial_epoch = stop and state["batch"] < n_batches
+            if not partial_epoch:
+                state["epoch"] += 1
+                state["batch"] = 0
+            # ---- end of epoch (or of the step/time budget): validate, keep the best ----
+            if main_proc and dev_utts:
+                res = evaluate_manifest(model, tok, logmel, dev_utts, step_s)
+                extra = {name: evaluate_manifest(model, tok, logmel, u, step_s) for name, u in extra_dev.items()}
+                log(type="valid", step=state["step"], epoch=epoch, partial_epoch=partial_epoch, dev=res,
+                    **{k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in extra.items()},
+                    wall_h=state["wall_s"] / 3600, cpu_h=state["cpu_s"] / 3600)
+                print(f"epoch {epoch}: dev loss {res['loss']:.3f} WER {res['wer']:.3f} CER {res['cer']:.3f}  "
+                      + "  ".join(f"{k} WER {v['wer']:.3f}" for k, v in extra.items()), file=sys.stderr)
+                if state["best_wer"] is None or res["wer"] < state["best_wer"]:
+                    state["best_wer"], state["best_step"] = res["wer"], state["step"]
+                    meta = _meta(cfg, state, model)
+                    meta["dev"] = {k: v for k, v in res.items() if k != "examples"}
+                    meta["extra_dev"] = {k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in extra.items()}
+                    save_checkpoint(exp_dir / "best.pt", model, tok, fcfg, meta=meta)
+            save_last()
+            last_ckpt = time.time()
+            if world > 1:
+                dist.barrier()
+            if partial_epoch:
+                break
+    finally:
+        stop_signal.restore()
     summary = {"step": state["step"], "epoch": state["epoch"], "best_wer": state["best_wer"],
                "wall_h": state["wall_s"] / 3600}
+    if stop_signal.received is not None:
+        summary["signal"] = stop_signal.received
+        if main_proc:
+            print(f"asr train: stopped by {stop_signal.received} at step {state['step']}; "
+                  f"{last_path} is written, run the same command to resume", file=sys.stderr)
     log(type="stop", **summary)
     return summary
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+class _StopOnSignal:
+    """Turns the first SIGTERM/SIGINT into a request to stop after the current step (the
+    previous handlers come back after it, so a second Ctrl-C interrupts at once). Only the
+    main thread can install handlers; elsewhere (a notebook's worker thread) this is inert."""
+
+    def __init__(self):
+        self.received: Optional[str] = None
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame):
+        self.received = signal.Signals(signum).name
+        self.restore()
+
+    def requested(self, world: int) -> bool:
+        """True once any rank got a signal (all ranks agree, so none waits on a collective)."""
+        flag = self.received is not None
+        if world > 1:
+            t = torch.tensor([int(flag)])
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag = bool(t.item())
+            if flag and self.received is None:
+                self.received = "a signal to another rank"
+        return flag
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
 
 def _rng_state() -> dict:

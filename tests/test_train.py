@@ -64,6 +64,51 @@ def test_resume_is_exact(tiny_data, tmp_path):
     assert (tmp_path / "straight" / "best.pt").exists()
 
 
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signal_stops_after_the_step_and_writes_last(tiny_data, tmp_path, sig):
+    """Ctrl-C (to the whole process group, data worker included) or SIGTERM: the run finishes
+    its step, writes last.pt and exits 0; the same command then resumes from that step."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    exp = tmp_path / "run"
+    # checkpoints only every hour and a step budget that is never reached: only the signal
+    # handler can produce last.pt here
+    kw = dict(max_steps=100000, epochs=100000, ckpt_minutes=60.0, num_workers=1)
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from test_train import tiny_cfg; "
+            "from pathlib import Path; from asr.train import train; "
+            "train(tiny_cfg(Path(sys.argv[2]), **json.loads(sys.argv[3])), sys.argv[4], progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(ROOT / "tests"), str(tiny_data), json.dumps(kw),
+                             str(exp)], start_new_session=True, stderr=subprocess.PIPE, text=True)
+    log = exp / "log.jsonl"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            recs = [json.loads(l) for l in open(log)] if log.exists() else []
+            if sum(r["type"] == "train" for r in recs) >= 5:
+                break
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.2)
+        else:
+            pytest.fail("training subprocess made no progress")
+        os.killpg(proc.pid, getattr(signal, sig))
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err
+    assert f"stopped by {sig}" in err
+    stop = [json.loads(l) for l in open(log)][-1]
+    assert stop["type"] == "stop" and stop["signal"] == sig
+    _, prog = params(exp / "last.pt")
+    assert prog["step"] == stop["step"] >= 5
+    train(tiny_cfg(tiny_data, max_steps=prog["step"] + 2, epochs=100000), str(exp), progress=False)
+    _, prog2 = params(exp / "last.pt")
+    assert prog2["step"] == prog["step"] + 2
+
+
 def test_best_checkpoint_loads(tiny_data, tmp_path):
     from asr.checkpoint import load_model
 
