@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Training-step throughput side by side: cells, sizes, frame rates, oneDNN on/off.
+"""Training-step throughput side by side: cells, sizes, frame rates, oneDNN on/off, bf16.
 
     python tools/bench_train.py                    # default set of configurations, 1 thread
     python tools/bench_train.py --batch-seconds 80 --steps 4 --threads 1
+    python tools/bench_train.py --only "GRU 4x512, 40 ms" # the rows whose name contains it
 
 Each configuration runs the same random batch (log-mel features of ``--batch-seconds`` of
 audio split into utterances of 2-6 s) through forward + CTC loss + backward + AdamW step. Steps
@@ -21,13 +22,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CONFIGS = [  # name, model options, oneDNN enabled
-    ("GRU 4x512, 40 ms", dict(rnn_type="gru", rnn_hidden=512), True),
-    ("GRU 4x512, 40 ms, oneDNN off", dict(rnn_type="gru", rnn_hidden=512), False),
-    ("GRU 4x512, 60 ms", dict(rnn_type="gru", rnn_hidden=512, conv_strides=(2, 3)), True),
-    ("GRU 4x384, 40 ms", dict(rnn_type="gru", rnn_hidden=384), True),
-    ("LSTM 4x444, 40 ms", dict(rnn_type="lstm", rnn_hidden=444), True),
-    ("LSTM 4x444, 40 ms, oneDNN off", dict(rnn_type="lstm", rnn_hidden=444), False),
+CONFIGS = [  # name, model options, oneDNN enabled, bf16 autocast (forward in bfloat16 where torch allows)
+    ("GRU 4x512, 40 ms", dict(rnn_type="gru", rnn_hidden=512), True, False),
+    ("GRU 4x512, 40 ms, oneDNN off", dict(rnn_type="gru", rnn_hidden=512), False, False),
+    ("GRU 4x512, 40 ms, bf16 autocast", dict(rnn_type="gru", rnn_hidden=512), True, True),
+    ("GRU 4x512, 60 ms", dict(rnn_type="gru", rnn_hidden=512, conv_strides=(2, 3)), True, False),
+    ("GRU 4x384, 40 ms", dict(rnn_type="gru", rnn_hidden=384), True, False),
+    ("LSTM 4x444, 40 ms", dict(rnn_type="lstm", rnn_hidden=444), True, False),
+    ("LSTM 4x444, 40 ms, oneDNN off", dict(rnn_type="lstm", rnn_hidden=444), False, False),
+    ("LSTM 4x444, 40 ms, bf16 autocast", dict(rnn_type="lstm", rnn_hidden=444), True, True),
 ]
 
 
@@ -37,7 +40,13 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=3, help="timed steps per configuration (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     ap.add_argument("--vocab", type=int, default=256, help="output units (default: %(default)s)")
+    ap.add_argument("--only", action="append", metavar="TEXT",
+                    help="run only the configurations whose name contains TEXT (repeatable; the first row "
+                         "run is the ratio's base)")
     args = ap.parse_args(argv)
+    configs = [c for c in CONFIGS if not args.only or any(t in c[0] for t in args.only)]
+    if not configs:
+        ap.error(f"--only {args.only} matches none of: " + "; ".join(c[0] for c in CONFIGS))
 
     import warnings
 
@@ -57,20 +66,21 @@ def main(argv=None) -> int:
     feats = torch.randn(len(lens), max(lens), 80, generator=g)
     flens = torch.tensor(lens)
     runs = []
-    for name, opts, onednn in CONFIGS:
+    for name, opts, onednn, bf16 in configs:
         torch.manual_seed(0)
         model = CTCModel(ModelConfig(vocab_size=args.vocab, n_mels=80, **opts))
         n_out = [n // model.cfg.subsampling for n in lens]
         targets = torch.randint(1, args.vocab, (len(lens), max(n_out) // 3), generator=g)
         tlens = torch.tensor([max(1, n // 3) for n in n_out])
-        runs.append(dict(name=name, model=model, onednn=onednn, targets=targets, tlens=tlens, wall=[], cpu=[],
+        runs.append(dict(name=name, model=model, onednn=onednn, bf16=bf16, targets=targets, tlens=tlens, wall=[], cpu=[],
                          opt=torch.optim.AdamW(model.parameters(), lr=1e-3)))
     ctc = torch.nn.CTCLoss(zero_infinity=True, reduction="sum")
 
     def step(r):
         with torch.backends.mkldnn.flags(enabled=r["onednn"]):
-            lp, olens = r["model"](feats, flens)
-            loss = ctc(lp.transpose(0, 1), r["targets"], olens, r["tlens"])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=r["bf16"]):
+                lp, olens = r["model"](feats, flens)
+            loss = ctc(lp.float().transpose(0, 1), r["targets"], olens, r["tlens"])
             r["opt"].zero_grad()
             loss.backward()
             r["opt"].step()
