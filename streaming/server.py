@@ -615,7 +615,17 @@ class ASRServer:
         try:  # our connections are done; what is left are handshakes that never sent a request
             await asyncio.wait_for(self._server.wait_closed(), 1.0)
         except asyncio.TimeoutError:
-            pass
+            # they would hold their handler tasks for the whole open timeout and outlive the
+            # event loop (destroyed pending at exit): cancel those handshakes
+            pending = [t for t in getattr(self._server, "handler_tasks", ()) if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5.0)
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 5.0)
+            except asyncio.TimeoutError:
+                log.warning("shutdown: the websockets server did not close in time")
         await asyncio.get_running_loop().run_in_executor(None, self.scheduler.stop)
         self._stopped.set()
 

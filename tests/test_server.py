@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -270,6 +271,21 @@ def test_idle_timeout_and_connection_limit(rec):
         events = session(url, speechlike(0.5, seed=31), 16000)
         assert events[-1]["type"] == "done"
         assert srv.server.metrics.get("asr_errors_total", (("code", "server_busy"),)) == 1
+
+
+def test_shutdown_drops_silent_handshakes(rec):
+    """A client that connects and never sends its HTTP request must not keep a handler task
+    past shutdown (it would be destroyed pending after the loop stopped)."""
+    srv = BackgroundServer(rec, ServerConfig(port=0))
+    s = socket.create_connection(("127.0.0.1", srv.port))
+    try:
+        time.sleep(0.2)
+        t = time.monotonic()
+        srv.stop()
+        assert time.monotonic() - t < 5
+        assert not [task for task in asyncio.all_tasks(srv.loop) if not task.done()]
+    finally:
+        s.close()
 
 
 def test_token_auth(rec):
