@@ -321,6 +321,7 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
         last_ckpt = time.time()
         model.train()
         stop = False
+        signalled = False  # the ranks' common decision, taken at a step's end (not a late signal)
         while state["epoch"] < cfg.epochs and not stop:
             epoch = state["epoch"]
             sampler.set_epoch(epoch, state["batch"])
@@ -372,6 +373,7 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
                 state["wall_s"] = wall0 + time.time() - t_start
                 state["cpu_s"] = cpu0 + time.process_time() - cpu_start
                 if stop_signal.requested(world):
+                    signalled = True
                     break
                 if time.time() - last_ckpt > cfg.ckpt_minutes * 60:
                     save_last()
@@ -383,7 +385,7 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
                     break
             if bar is not None:
                 bar.close()
-            if stop_signal.received is not None:
+            if signalled:
                 save_last()
                 if world > 1:
                     dist.barrier()
@@ -417,7 +419,7 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
         stop_signal.restore()
     summary = {"step": state["step"], "epoch": state["epoch"], "best_wer": state["best_wer"],
                "wall_h": state["wall_s"] / 3600}
-    if stop_signal.received is not None:
+    if signalled:
         summary["signal"] = stop_signal.received
         if main_proc:
             print(f"asr train: stopped by {stop_signal.received} at step {state['step']}; "

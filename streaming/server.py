@@ -616,12 +616,10 @@ class ASRServer:
             await asyncio.wait_for(self._server.wait_closed(), 1.0)
         except asyncio.TimeoutError:
             # they would hold their handler tasks for the whole open timeout and outlive the
-            # event loop (destroyed pending at exit): cancel those handshakes
-            pending = [t for t in getattr(self._server, "handler_tasks", ()) if not t.done()]
-            for t in pending:
+            # event loop (destroyed pending at exit): cancel those handshakes; wait_closed
+            # returns once their handler tasks have ended
+            for t in getattr(self._server, "handler_tasks", ()):
                 t.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=5.0)
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 5.0)
             except asyncio.TimeoutError:
