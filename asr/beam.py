@@ -56,7 +56,9 @@ def beam_available() -> bool:
 @dataclass(frozen=True)
 class BeamOptions:
     beam_size: int = 16  # hypotheses kept after each step
-    beam_size_token: Optional[int] = None  # tokens tried per step (None: the whole vocabulary)
+    # tokens tried per step, the most probable first (None: the whole vocabulary). 16 of the default
+    # model's 257 gave the same dev WER with the LM (58.46 vs 58.59 %) for 1/9 of the search time
+    beam_size_token: Optional[int] = 16
     beam_threshold: float = 50.0  # drop hypotheses scoring this much (log) below the best
     log_add: bool = True  # merge equal prefixes by log-sum (prefix beam search); False: keep the max
     lm: Optional[str] = None  # word n-gram LM, ARPA (asr lm); None: lexicon-free search without LM
@@ -64,13 +66,24 @@ class BeamOptions:
     word_score: float = 0.0  # added per word (positive: longer outputs, fewer deletions)
 
 
+def beam_options(args) -> "BeamOptions":
+    """:class:`BeamOptions` from the flags of :func:`add_decoder_arguments`."""
+    return BeamOptions(beam_size=args.beam_size, beam_size_token=args.beam_size_token or None,
+                       beam_threshold=args.beam_threshold, lm=args.lm, lm_weight=args.lm_weight,
+                       word_score=args.word_score)
+
+
 def add_decoder_arguments(p) -> None:
     """The decoder flags shared by ``asr transcribe`` and ``asr eval``:
-    ``--decoder --beam-size --lm --lm-weight --word-score``."""
+    ``--decoder --beam-size --beam-size-token --beam-threshold --lm --lm-weight --word-score``."""
     p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy",
                    help="CTC decoding: greedy (default) or beam search over the stream's log-probabilities, "
                         "lexicon-free or, with --lm, limited to the LM's words (needs flashlight-text)")
     p.add_argument("--beam-size", type=int, default=16, metavar="N", help="beam size (default: %(default)s)")
+    p.add_argument("--beam-size-token", type=int, default=16, metavar="N",
+                   help="tokens tried per step, the most probable first (default: %(default)s; 0: the whole vocabulary)")
+    p.add_argument("--beam-threshold", type=float, default=50.0, metavar="X",
+                   help="drop hypotheses scoring more than X below the best (default: %(default)s)")
     p.add_argument("--lm", metavar="ARPA", help="word n-gram LM for --decoder beam (build one with `asr lm`); "
                    "output is then limited to the LM's words")
     p.add_argument("--lm-weight", type=float, default=1.0, help="LM weight (default: %(default)s)")
@@ -89,6 +102,10 @@ class BeamCTCDecoder:
     def __init__(self, tokenizer: Tokenizer, step_s: float, opts: BeamOptions = BeamOptions()):
         if opts.beam_size < 1:
             raise ValueError(f"beam size must be at least 1, got {opts.beam_size}")
+        if opts.beam_size_token is not None and opts.beam_size_token < 1:
+            raise ValueError(f"beam size per token must be at least 1, got {opts.beam_size_token}")
+        if not opts.beam_threshold > 0:
+            raise ValueError(f"beam threshold must be positive, got {opts.beam_threshold}")
         if not beam_available():
             raise BeamSearchUnavailable(
                 "--decoder beam needs torchaudio's CTC decoder backend: pip install flashlight-text"

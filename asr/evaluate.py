@@ -254,6 +254,8 @@ class EvalOptions:
     chunk_ms: Optional[float] = None  # feed audio in chunks of this many ms (None: whole utterance); same output
     decoder: str = "greedy"  # "greedy" or "beam" (asr.beam, needs flashlight-text)
     beam_size: int = 16  # hypotheses kept by the beam decoder
+    beam_size_token: Optional[int] = 16  # tokens the beam decoder tries per step (None: the whole vocabulary)
+    beam_threshold: float = 50.0  # the beam decoder drops hypotheses this much (log) below the best
     lm: Optional[str] = None  # word n-gram LM (ARPA, from `asr lm`) for the beam decoder
     lm_weight: float = 1.0  # LM weight (beam decoder with --lm)
     word_score: float = 0.0  # per-word bonus (beam decoder with --lm)
@@ -267,6 +269,10 @@ class EvalOptions:
             raise ValueError(f"--decoder must be greedy or beam, got {self.decoder!r}")
         if self.beam_size < 1:
             raise ValueError(f"--beam-size must be at least 1, got {self.beam_size}")
+        if self.beam_size_token is not None and self.beam_size_token < 1:
+            raise ValueError(f"--beam-size-token must be at least 1, got {self.beam_size_token}")
+        if not self.beam_threshold > 0:
+            raise ValueError(f"--beam-threshold must be positive, got {self.beam_threshold}")
         if self.lm is not None and self.decoder != "beam":
             raise ValueError("--lm needs --decoder beam")
         if self.batch_size < 1:
@@ -277,7 +283,9 @@ class EvalOptions:
     def beam_options(self):
         from .beam import BeamOptions
 
-        return BeamOptions(beam_size=self.beam_size, lm=self.lm, lm_weight=self.lm_weight, word_score=self.word_score)
+        return BeamOptions(beam_size=self.beam_size, beam_size_token=self.beam_size_token,
+                           beam_threshold=self.beam_threshold, lm=self.lm, lm_weight=self.lm_weight,
+                           word_score=self.word_score)
 
 
 def all_cores() -> int:
@@ -670,7 +678,8 @@ _SCORE_HEADER = ["", "utts", "ref words", "WER %", "sub", "del", "ins", "CER %"]
 
 def render_markdown(report: EvalReport, plots: Sequence[str] = (), n_worst: int = 10) -> str:
     o, s = report.options, report.score
-    dec = "greedy" if o.decoder == "greedy" else f"beam (size {o.beam_size})"
+    dec = "greedy" if o.decoder == "greedy" else (
+        f"beam (size {o.beam_size}, {o.beam_size_token or 'all'} tokens per step, threshold {o.beam_threshold:g})")
     if o.lm:
         dec += f" with LM `{o.lm}` (weight {o.lm_weight:g}, word score {o.word_score:g})"
     chunk = f"{o.chunk_ms:g} ms chunks" if o.chunk_ms else "whole utterances"
@@ -748,6 +757,7 @@ def _main(args) -> int:
     from .checkpoint import load_model
 
     opts = EvalOptions(chunk_ms=args.chunk_ms, decoder=args.decoder, beam_size=args.beam_size,
+                       beam_size_token=args.beam_size_token or None, beam_threshold=args.beam_threshold,
                        lm=args.lm, lm_weight=args.lm_weight, word_score=args.word_score,
                        batch_size=args.batch_size, threads=args.threads)
     opts.check()

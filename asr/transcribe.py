@@ -50,10 +50,9 @@ def _main(args) -> int:
     rec = load_model(args.model)
     decoder = None
     if args.decoder == "beam":
-        from .beam import BeamCTCDecoder, BeamOptions
+        from .beam import BeamCTCDecoder, beam_options
 
-        decoder = BeamCTCDecoder(rec.tokenizer, rec.step_s, BeamOptions(
-            beam_size=args.beam_size, lm=args.lm, lm_weight=args.lm_weight, word_score=args.word_score))
+        decoder = BeamCTCDecoder(rec.tokenizer, rec.step_s, beam_options(args))
     failures = 0
     for path in args.files:
         try:

@@ -122,6 +122,16 @@ def test_bad_chunk_ms(model_path, wav, capsys):
     assert rc == 1 and "--chunk-ms" in err
 
 
+def test_beam_pruning_flags(model_path, wav, capsys):
+    pytest.importorskip("flashlight.lib.text.decoder")
+    rc, out, _ = run_cli(["transcribe", wav, "--model", model_path, "--decoder", "beam",
+                          "--beam-size-token", "4", "--beam-threshold", "20"], capsys)
+    assert rc == 0 and out.strip()
+    rc, _, err = run_cli(["transcribe", wav, "--model", model_path, "--decoder", "beam", "--beam-size-token", "-1"],
+                         capsys)
+    assert rc == 1 and "beam size per token must be at least 1" in err and len(err.strip().splitlines()) == 1
+
+
 def test_python_m_asr_entry_point(model_path, wav):
     p = subprocess.run([sys.executable, "-m", "asr", "transcribe", wav, "--model", model_path],
                        capture_output=True, text=True, timeout=120)

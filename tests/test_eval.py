@@ -178,7 +178,7 @@ def test_streaming_equals_offline(ckpt, manifest):
 
 def test_beam_decoder(ckpt, manifest):
     pytest.importorskip("flashlight.lib.text.decoder")
-    from asr.beam import BeamCTCDecoder
+    from asr.beam import BeamCTCDecoder, BeamOptions
     from asr.checkpoint import load_model
     from asr.tokenizer import CharTokenizer
 
@@ -188,6 +188,13 @@ def test_beam_decoder(ckpt, manifest):
     p[:, 0], p[:, tok.pieces.index("a")] = 0.4, 0.3
     assert greedy_decode(p.log(), 2, tok, 0.04).text == ""
     assert BeamCTCDecoder(tok, 0.04).decode(p.log()).text == "a"
+    # pruned to the best token per step, the search can only follow greedy's path
+    assert BeamCTCDecoder(tok, 0.04, BeamOptions(beam_size_token=1)).decode(p.log()).text == ""
+    for bad, msg in [({"beam_size_token": 0}, "per token"), ({"beam_threshold": 0.0}, "threshold")]:
+        with pytest.raises(ValueError, match=msg):
+            BeamCTCDecoder(tok, 0.04, BeamOptions(**bad))
+        with pytest.raises(ValueError, match=msg.replace("per token", "--beam-size-token")):
+            EvalOptions(decoder="beam", **bad).check()
     rec = load_model(ckpt)
     utts = load_inputs([manifest])
     a = evaluate(rec, utts, EvalOptions(decoder="beam", beam_size=8, threads=1))
@@ -345,7 +352,7 @@ def test_recipe_run_end_to_end(ckpt, manifest, tmp_path, capsys):
     assert f"{tag} tiny16: cached" in capsys.readouterr().err
     table = (tmp_path / "exp" / "comparison.md").read_text()
     assert f"| tiny16 | 3 | 0.0 | project ({tag}, greedy) |" in table
-    assert f"| tiny16 | 3 | 0.0 | project ({tag}, beam 16 + LM (weight 0.5, word score 0)) |" in table
+    assert f"| tiny16 | 3 | 0.0 | project ({tag}, beam 16 (16 tokens/step, threshold 50) + LM (weight 0.5, word score 0)) |" in table
     data = json.loads((tmp_path / "exp" / "comparison.json").read_text())
     assert data["sets"]["tiny16"]["project_beam-lm"]["options"]["lm"] == str(lm)
     with pytest.raises(SystemExit):
@@ -397,4 +404,16 @@ def test_tune_lm_recipe(ckpt, manifest, tmp_path, capsys):
     rows = [line for line in out.splitlines() if line.startswith("| beam + LM |")]
     assert len(rows) == 2 and "| greedy |" in out and "| beam, no LM |" in out
     assert f"best: --decoder beam --lm {lm} --lm-weight " in out
+    # pruning grid: 2 token counts x 2 thresholds, each with and without the LM
+    assert tune.main(["--model", ckpt, "--lm", str(lm), "--dev", manifest, "--weights", "1",
+                      "--word-scores", "0", "--beam-size-tokens", "0", "3", "--beam-thresholds", "50", "5"]) == 0
+    out = capsys.readouterr().out
+    assert len([line for line in out.splitlines() if line.startswith("| beam + LM |")]) == 4
+    assert len([line for line in out.splitlines() if line.startswith("| beam, no LM |")]) == 4
+    assert "| beam + LM | 3 | 5 | 1 | 0 |" in out and "| beam + LM | all | 50 | 1 | 0 |" in out
+    assert "best: --decoder beam" in out
+    # no point can be that fast: a clear failure, not a silent pick
+    assert tune.main(["--model", ckpt, "--lm", str(lm), "--dev", manifest, "--weights", "1",
+                      "--word-scores", "0", "--max-search-rtf", "0"]) == 1
+    assert "no LM point has a search RTF of at most 0" in capsys.readouterr().out
     assert tune.main(["--model", ckpt, "--lm", str(tmp_path / "nope.arpa"), "--dev", manifest]) == 1

@@ -5,7 +5,7 @@ Usage:
     python3 recipes/eval/run.py [--model default] [--data-dir /work/data/synth] [--out exp/eval]
                                 [--sets test_heldout asterisk_letters [MANIFEST_OR_DIR ...]]
                                 [--limit N] [--chunk-ms 160] [--decoder greedy [beam]] [--beam-size 16]
-                                [--lm ARPA] [--lm-weight 1.0] [--word-score 0.0]
+                                [--beam-size-token 16] [--beam-threshold 50] [--lm ARPA] [--lm-weight 1.0] [--word-score 0.0]
                                 [--threads 1] [--speed-utts 20] [--latency-utts 20] [--latency-chunk-ms 160]
                                 [--stage 1] [--stop-stage 3] [--force]
 
@@ -188,8 +188,8 @@ def system_tag(model: str, decoder: str, lm) -> str:
 def decoder_label(args, decoder: str) -> str:
     if decoder == "greedy":
         return "greedy"
-    return f"beam {args.beam_size}" + (f" + LM (weight {args.lm_weight:g}, word score {args.word_score:g})"
-                                       if args.lm else "")
+    label = f"beam {args.beam_size} ({args.beam_size_token or 'all'} tokens/step, threshold {args.beam_threshold:g})"
+    return label + (f" + LM (weight {args.lm_weight:g}, word score {args.word_score:g})" if args.lm else "")
 
 
 def eval_options(args, decoder: str):
@@ -198,6 +198,7 @@ def eval_options(args, decoder: str):
     lm = {"lm": args.lm, "lm_weight": args.lm_weight, "word_score": args.word_score} \
         if decoder == "beam" and args.lm else {}
     opts = EvalOptions(chunk_ms=args.chunk_ms, decoder=decoder, beam_size=args.beam_size,
+                       beam_size_token=args.beam_size_token or None, beam_threshold=args.beam_threshold,
                        batch_size=args.batch_size, threads=args.threads, **lm)
     opts.check()
     return opts
@@ -312,6 +313,10 @@ def main(argv=None) -> int:
     ap.add_argument("--decoder", nargs="+", choices=["greedy", "beam"], default=["greedy"],
                     help="project decoders, each a row of the table (default: greedy)")
     ap.add_argument("--beam-size", type=int, default=16)
+    ap.add_argument("--beam-size-token", type=int, default=16, metavar="N",
+                    help="beam decoder: tokens tried per step (default: %(default)s; 0: the whole vocabulary)")
+    ap.add_argument("--beam-threshold", type=float, default=50.0, metavar="X",
+                    help="beam decoder: drop hypotheses more than X below the best (default: %(default)s)")
     ap.add_argument("--lm", metavar="ARPA", help="word n-gram LM for the beam decoder (asr lm; tune with tune_lm.py)")
     ap.add_argument("--lm-weight", type=float, default=1.0)
     ap.add_argument("--word-score", type=float, default=0.0)

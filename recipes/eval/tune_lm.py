@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Tune the beam decoder's LM weight and word score on a dev set; print a table.
+"""Tune the beam decoder (LM weight, word score, pruning) on a dev set; print a table.
 
     python3 recipes/eval/tune_lm.py --model default --lm /work/data/synth/lm/train_3gram.arpa \\
-        --dev /work/data/synth/dev.jsonl
+        --dev /work/data/synth/dev.jsonl [--beam-size-tokens 16 0] [--beam-thresholds 50 25]
 
 Log-probabilities are computed once (the streaming path, whole utterances, which equal
-chunked ones) and every (lm_weight, word_score) pair of the grid is beam-decoded from them.
-Tune on dev, never on a test set; the best pair is printed last as the `asr eval` flags to use.
+chunked ones) and every point of the grid (LM weight x word score x tokens per step x
+threshold) is beam-decoded from them, timing the search alone (its CPU time per audio
+second: add the acoustic model's RTF for the streaming total). Tune on dev, never on a test
+set; the best point (lowest WER, within ``--max-search-rtf`` if given) is printed last as
+the `asr eval` flags to use.
 """
 
 from __future__ import annotations
@@ -29,8 +32,16 @@ def main(argv=None) -> int:
     ap.add_argument("--word-scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0, 2.0],
                     help="word scores to try")
     ap.add_argument("--beam-size", type=int, default=16, help="beam size (default: %(default)s)")
+    ap.add_argument("--beam-size-tokens", type=int, nargs="+", default=[16], metavar="N",
+                    help="values of --beam-size-token to try (0: the whole vocabulary; default: %(default)s)")
+    ap.add_argument("--beam-thresholds", type=float, nargs="+", default=[50.0], metavar="X",
+                    help="values of --beam-threshold to try (default: %(default)s)")
+    ap.add_argument("--max-search-rtf", type=float, default=None, metavar="R",
+                    help="pick the best point among those whose search RTF is at most R (default: any)")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N utterances (0: all)")
     args = ap.parse_args(argv)
+    if any(n < 0 for n in args.beam_size_tokens) or any(not x > 0 for x in args.beam_thresholds):
+        ap.error("--beam-size-tokens must be 0 or more and --beam-thresholds positive")
 
     import torch
     from tqdm import tqdm
@@ -60,28 +71,39 @@ def main(argv=None) -> int:
             idx = list(range(i, min(i + 16, len(utts))))
             lps += _decode_batch(rec, _read(utts, idx), None, _Keep())
 
-    no_lm = BeamCTCDecoder(rec.tokenizer, rec.step_s, BeamOptions(beam_size=args.beam_size))
-    greedy = [greedy_decode(lp, lp.shape[0], rec.tokenizer, rec.step_s).text for lp in lps]
-    rows = [("greedy", "-", "-", score(refs, greedy), 0.0)]
-    t0 = time.process_time()
-    s = score(refs, [r.text for r in no_lm.decode_batch(lps)])
-    rows.append(("beam, no LM", "-", "-", s, time.process_time() - t0))
-    for w, ws in tqdm(list(itertools.product(args.weights, args.word_scores)), desc="grid", unit=" point"):
-        dec = BeamCTCDecoder(rec.tokenizer, rec.step_s,
-                             BeamOptions(beam_size=args.beam_size, lm=args.lm, lm_weight=w, word_score=ws))
+    audio_s = sum(lp.shape[0] for lp in lps) * rec.step_s
+
+    def run(**kw):
+        dec = BeamCTCDecoder(rec.tokenizer, rec.step_s, BeamOptions(beam_size=args.beam_size, **kw))
         t0 = time.process_time()
         hyps = [r.text for r in dec.decode_batch(lps)]
-        rows.append(("beam + LM", f"{w:g}", f"{ws:g}", score(refs, hyps), time.process_time() - t0))
-    audio_s = sum(lp.shape[0] for lp in lps) * rec.step_s
+        return score(refs, hyps), (time.process_time() - t0) / audio_s
+
+    greedy = [greedy_decode(lp, lp.shape[0], rec.tokenizer, rec.step_s).text for lp in lps]
+    rows = [("greedy", "-", "-", "-", "-", score(refs, greedy), 0.0)]
+    prune = list(itertools.product(args.beam_size_tokens, args.beam_thresholds))
+    for n, th in prune:
+        rows.append(("beam, no LM", n or "all", f"{th:g}", "-", "-",
+                     *run(beam_size_token=n or None, beam_threshold=th)))
+    grid = list(itertools.product(prune, args.weights, args.word_scores))
+    for (n, th), w, ws in tqdm(grid, desc="grid", unit=" point"):
+        rows.append(("beam + LM", n or "all", f"{th:g}", f"{w:g}", f"{ws:g}",
+                     *run(beam_size_token=n or None, beam_threshold=th, lm=args.lm, lm_weight=w, word_score=ws)))
     print(f"\n{len(utts)} utterances, {audio_s / 60:.1f} min; model {args.model}; LM {args.lm}; beam {args.beam_size}\n")
-    print("| decoder | lm weight | word score | WER % | CER % | S/D/I | search RTF (CPU) |")
-    print("|---|---|---|---|---|---|---|")
-    for name, w, ws, s, cpu in rows:
-        print(f"| {name} | {w} | {ws} | {100 * s.wer:.2f} | {100 * s.cer:.2f} | "
-              f"{s.substitutions}/{s.deletions}/{s.insertions} | {cpu / audio_s:.4f} |")
-    best = min((r for r in rows if r[0] == "beam + LM"), key=lambda r: r[3].wer)
-    print(f"\nbest: --decoder beam --lm {args.lm} --lm-weight {best[1]} --word-score {best[2]} "
-          f"(dev WER {100 * best[3].wer:.2f} %)")
+    print("| decoder | tokens/step | threshold | lm weight | word score | WER % | CER % | S/D/I | search RTF (CPU) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, n, th, w, ws, s, rtf in rows:
+        print(f"| {name} | {n} | {th} | {w} | {ws} | {100 * s.wer:.2f} | {100 * s.cer:.2f} | "
+              f"{s.substitutions}/{s.deletions}/{s.insertions} | {rtf:.4f} |")
+    ok = [r for r in rows if r[0] == "beam + LM" and (args.max_search_rtf is None or r[6] <= args.max_search_rtf)]
+    if not ok:
+        print(f"\nno LM point has a search RTF of at most {args.max_search_rtf}")
+        return 1
+    name, n, th, w, ws, s, rtf = min(ok, key=lambda r: (r[5].wer, r[6]))
+    prune_flags = ("" if n == 16 else f" --beam-size-token {0 if n == 'all' else n}") \
+        + ("" if th == "50" else f" --beam-threshold {th}")
+    print(f"\nbest: --decoder beam --lm {args.lm} --lm-weight {w} --word-score {ws}{prune_flags} "
+          f"(dev WER {100 * s.wer:.2f} %, search RTF {rtf:.4f})")
     return 0
 
 
