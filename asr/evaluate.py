@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from .beam import BeamOptions
 from .data import ManifestError, Utterance, read_manifest
 from .text import normalize
 
@@ -253,9 +254,9 @@ def load_inputs(paths: Sequence[str], limit: int = 0) -> List[Utterance]:
 class EvalOptions:
     chunk_ms: Optional[float] = None  # feed audio in chunks of this many ms (None: whole utterance); same output
     decoder: str = "greedy"  # "greedy" or "beam" (asr.beam, needs flashlight-text)
-    beam_size: int = 16  # hypotheses kept by the beam decoder
-    beam_size_token: Optional[int] = 16  # tokens the beam decoder tries per step (None: the whole vocabulary)
-    beam_threshold: float = 50.0  # the beam decoder drops hypotheses this much (log) below the best
+    beam_size: int = BeamOptions.beam_size  # hypotheses kept by the beam decoder
+    beam_size_token: Optional[int] = BeamOptions.beam_size_token  # tokens it tries per step (None: all)
+    beam_threshold: float = BeamOptions.beam_threshold  # it drops hypotheses this much (log) below the best
     lm: Optional[str] = None  # word n-gram LM (ARPA, from `asr lm`) for the beam decoder
     lm_weight: float = 1.0  # LM weight (beam decoder with --lm)
     word_score: float = 0.0  # per-word bonus (beam decoder with --lm)
@@ -280,9 +281,7 @@ class EvalOptions:
         if self.threads < 0:
             raise ValueError(f"--threads must be 0 (all cores) or more, got {self.threads}")
 
-    def beam_options(self):
-        from .beam import BeamOptions
-
+    def beam_options(self) -> BeamOptions:
         return BeamOptions(beam_size=self.beam_size, beam_size_token=self.beam_size_token,
                            beam_threshold=self.beam_threshold, lm=self.lm, lm_weight=self.lm_weight,
                            word_score=self.word_score)

@@ -352,7 +352,7 @@ def test_recipe_run_end_to_end(ckpt, manifest, tmp_path, capsys):
     assert f"{tag} tiny16: cached" in capsys.readouterr().err
     table = (tmp_path / "exp" / "comparison.md").read_text()
     assert f"| tiny16 | 3 | 0.0 | project ({tag}, greedy) |" in table
-    assert f"| tiny16 | 3 | 0.0 | project ({tag}, beam 16 (16 tokens/step, threshold 50) + LM (weight 0.5, word score 0)) |" in table
+    assert f"| tiny16 | 3 | 0.0 | project ({tag}, beam 128 (8 tokens/step, threshold 50) + LM (weight 0.5, word score 0)) |" in table
     data = json.loads((tmp_path / "exp" / "comparison.json").read_text())
     assert data["sets"]["tiny16"]["project_beam-lm"]["options"]["lm"] == str(lm)
     with pytest.raises(SystemExit):

@@ -4,8 +4,8 @@
 Usage:
     python3 recipes/eval/run.py [--model default] [--data-dir /work/data/synth] [--out exp/eval]
                                 [--sets test_heldout asterisk_letters [MANIFEST_OR_DIR ...]]
-                                [--limit N] [--chunk-ms 160] [--decoder greedy [beam]] [--beam-size 16]
-                                [--beam-size-token 16] [--beam-threshold 50] [--lm ARPA] [--lm-weight 1.0] [--word-score 0.0]
+                                [--limit N] [--chunk-ms 160] [--decoder greedy [beam]] [--beam-size 128]
+                                [--beam-size-token 8] [--beam-threshold 50] [--lm ARPA] [--lm-weight 1.0] [--word-score 0.0]
                                 [--threads 1] [--speed-utts 20] [--latency-utts 20] [--latency-chunk-ms 160]
                                 [--stage 1] [--stop-stage 3] [--force]
 
@@ -300,6 +300,8 @@ def stage_table(sets, args, out: Path) -> Path:
 
 
 def main(argv=None) -> int:
+    from asr.beam import BeamOptions  # the decoder's defaults
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default", help="bundled model name or checkpoint path (default: %(default)s)")
@@ -312,10 +314,11 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk-ms", type=float, default=160.0, help="project: stream chunk size in ms (default: %(default)s)")
     ap.add_argument("--decoder", nargs="+", choices=["greedy", "beam"], default=["greedy"],
                     help="project decoders, each a row of the table (default: greedy)")
-    ap.add_argument("--beam-size", type=int, default=16)
-    ap.add_argument("--beam-size-token", type=int, default=16, metavar="N",
+    ap.add_argument("--beam-size", type=int, default=BeamOptions.beam_size,
+                    help="beam decoder: hypotheses kept (default: %(default)s)")
+    ap.add_argument("--beam-size-token", type=int, default=BeamOptions.beam_size_token, metavar="N",
                     help="beam decoder: tokens tried per step (default: %(default)s; 0: the whole vocabulary)")
-    ap.add_argument("--beam-threshold", type=float, default=50.0, metavar="X",
+    ap.add_argument("--beam-threshold", type=float, default=BeamOptions.beam_threshold, metavar="X",
                     help="beam decoder: drop hypotheses more than X below the best (default: %(default)s)")
     ap.add_argument("--lm", metavar="ARPA", help="word n-gram LM for the beam decoder (asr lm; tune with tune_lm.py)")
     ap.add_argument("--lm-weight", type=float, default=1.0)

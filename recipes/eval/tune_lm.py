@@ -2,7 +2,7 @@
 """Tune the beam decoder (LM weight, word score, pruning) on a dev set; print a table.
 
     python3 recipes/eval/tune_lm.py --model default --lm /work/data/synth/lm/train_3gram.arpa \\
-        --dev /work/data/synth/dev.jsonl [--beam-size-tokens 16 0] [--beam-thresholds 50 25]
+        --dev /work/data/synth/dev.jsonl [--beam-size 128] [--beam-size-tokens 8 0] [--beam-thresholds 50 25]
 
 Log-probabilities are computed once (the streaming path, whole utterances, which equal
 chunked ones) and every point of the grid (LM weight x word score x tokens per step x
@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a check
 
 
 def main(argv=None) -> int:
+    from asr.beam import BeamOptions  # the decoder's defaults
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default", help="model name or checkpoint (default: %(default)s)")
     ap.add_argument("--lm", required=True, help="ARPA word LM (asr lm)")
@@ -31,10 +33,10 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", type=float, nargs="+", default=[0.3, 0.6, 1.0, 1.5], help="LM weights to try")
     ap.add_argument("--word-scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0, 2.0],
                     help="word scores to try")
-    ap.add_argument("--beam-size", type=int, default=16, help="beam size (default: %(default)s)")
-    ap.add_argument("--beam-size-tokens", type=int, nargs="+", default=[16], metavar="N",
+    ap.add_argument("--beam-size", type=int, default=BeamOptions.beam_size, help="beam size (default: %(default)s)")
+    ap.add_argument("--beam-size-tokens", type=int, nargs="+", default=[BeamOptions.beam_size_token], metavar="N",
                     help="values of --beam-size-token to try (0: the whole vocabulary; default: %(default)s)")
-    ap.add_argument("--beam-thresholds", type=float, nargs="+", default=[50.0], metavar="X",
+    ap.add_argument("--beam-thresholds", type=float, nargs="+", default=[BeamOptions.beam_threshold], metavar="X",
                     help="values of --beam-threshold to try (default: %(default)s)")
     ap.add_argument("--max-search-rtf", type=float, default=None, metavar="R",
                     help="pick the best point among those whose search RTF is at most R (default: any)")
@@ -100,8 +102,8 @@ def main(argv=None) -> int:
         print(f"\nno LM point has a search RTF of at most {args.max_search_rtf}")
         return 1
     name, n, th, w, ws, s, rtf = min(ok, key=lambda r: (r[5].wer, r[6]))
-    prune_flags = ("" if n == 16 else f" --beam-size-token {0 if n == 'all' else n}") \
-        + ("" if th == "50" else f" --beam-threshold {th}")
+    prune_flags = ("" if n == BeamOptions.beam_size_token else f" --beam-size-token {0 if n == 'all' else n}") \
+        + ("" if float(th) == BeamOptions.beam_threshold else f" --beam-threshold {th}")
     print(f"\nbest: --decoder beam --lm {args.lm} --lm-weight {w} --word-score {ws}{prune_flags} "
           f"(dev WER {100 * s.wer:.2f} %, search RTF {rtf:.4f})")
     return 0
