@@ -32,7 +32,8 @@ import torch
 from .decoding import GreedyCTCDecoder, Result, Word, _Token
 from .tokenizer import WORD_START, Tokenizer
 
-__all__ = ["BeamOptions", "BeamCTCDecoder", "BeamSearchUnavailable", "beam_available", "add_decoder_arguments"]
+__all__ = ["BeamOptions", "BeamCTCDecoder", "BeamSearchUnavailable", "beam_available", "add_decoder_arguments",
+           "beam_options", "check_decoder_arguments", "decoder_from_arguments"]
 
 # flashlight's lexicon-free decoder needs a "silence" token; the model has none, so a
 # dummy one is appended to the vocabulary with an emission no path will ever take.
@@ -67,6 +68,11 @@ class BeamOptions:
     lm_weight: float = 1.0  # weight of the LM's log probability
     word_score: float = 0.0  # added per word (positive: longer outputs, fewer deletions)
 
+    def describe(self) -> str:
+        """One line for logs and reports, e.g. ``beam 128 (8 tokens/step, threshold 50) + LM (weight 1, word score 1)``."""
+        d = f"beam {self.beam_size} ({self.beam_size_token or 'all'} tokens/step, threshold {self.beam_threshold:g})"
+        return d + (f" + LM (weight {self.lm_weight:g}, word score {self.word_score:g})" if self.lm else "")
+
 
 def beam_options(args) -> "BeamOptions":
     """:class:`BeamOptions` from the flags of :func:`add_decoder_arguments`."""
@@ -75,12 +81,29 @@ def beam_options(args) -> "BeamOptions":
                        word_score=args.word_score)
 
 
-def add_decoder_arguments(p) -> None:
-    """The decoder flags shared by ``asr transcribe`` and ``asr eval``:
-    ``--decoder --beam-size --beam-size-token --beam-threshold --lm --lm-weight --word-score``."""
+def check_decoder_arguments(args) -> None:
+    """Fail fast on flag combinations :func:`add_decoder_arguments` cannot express."""
+    if args.lm and args.decoder != "beam":
+        raise ValueError("--lm needs --decoder beam")
+
+
+def decoder_from_arguments(args, rec) -> Optional["BeamCTCDecoder"]:
+    """The decoder the flags ask for, for model ``rec``: None (greedy) or a :class:`BeamCTCDecoder`."""
+    check_decoder_arguments(args)
+    if args.decoder != "beam":
+        return None
+    return BeamCTCDecoder(rec.tokenizer, rec.step_s, beam_options(args))
+
+
+def add_decoder_arguments(p, finals_only: bool = False) -> None:
+    """The decoder flags shared by ``asr transcribe``, ``asr eval``, ``asr serve`` and ``asr mic``:
+    ``--decoder --beam-size --beam-size-token --beam-threshold --lm --lm-weight --word-score``.
+    ``finals_only``: live recognition, where partial results always stay greedy."""
+    what = ("final results: greedy (default) or beam search over each segment's log-probabilities (partial "
+            "results stay greedy)" if finals_only else
+            "CTC decoding: greedy (default) or beam search over the stream's log-probabilities")
     p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy",
-                   help="CTC decoding: greedy (default) or beam search over the stream's log-probabilities, "
-                        "lexicon-free or, with --lm, limited to the LM's words (needs flashlight-text)")
+                   help=what + ", lexicon-free or, with --lm, limited to the LM's words (needs flashlight-text)")
     p.add_argument("--beam-size", type=int, default=BeamOptions.beam_size, metavar="N",
                    help="beam size (default: %(default)s)")
     p.add_argument("--beam-size-token", type=int, default=BeamOptions.beam_size_token, metavar="N",

@@ -72,12 +72,12 @@ class Recognizer:
         ``decoder``: an object with ``decode(log_probs) -> Result`` run over the stream's
         ``(steps, vocab)`` log-probabilities instead of the stream's greedy result, e.g.
         :class:`asr.beam.BeamCTCDecoder` (beam search, optionally with a word LM)."""
-        st = self.stream(sample_rate, keep_log_probs=decoder is not None)
+        st = self.stream(sample_rate, final_decoder=decoder)
         step = chunk_samples or max(len(samples), 1)
         for i in range(0, len(samples), step):
             st.accept_waveform(samples[i : i + step])
         st.finish()
-        return st.full_result() if decoder is None else decoder.decode(st.all_log_probs())
+        return st.full_result()
 
     def save(self, path: Union[str, Path], meta: Optional[dict] = None, half: bool = False) -> None:
         save_checkpoint(path, self.model, self.tokenizer, self.features, meta or self.meta, half=half)

@@ -39,20 +39,16 @@ def _main(args) -> int:
     import torch
 
     from .audio import AudioError
+    from .beam import check_decoder_arguments, decoder_from_arguments
     from .checkpoint import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.chunk_ms is not None and args.chunk_ms <= 0:
         raise ValueError(f"--chunk-ms must be positive, got {args.chunk_ms}")
-    if args.lm and args.decoder != "beam":
-        raise ValueError("--lm needs --decoder beam")
+    check_decoder_arguments(args)
     rec = load_model(args.model)
-    decoder = None
-    if args.decoder == "beam":
-        from .beam import BeamCTCDecoder, beam_options
-
-        decoder = BeamCTCDecoder(rec.tokenizer, rec.step_s, beam_options(args))
+    decoder = decoder_from_arguments(args, rec)
     failures = 0
     for path in args.files:
         try:

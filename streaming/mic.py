@@ -24,6 +24,9 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
+from asr.beam import add_decoder_arguments
+from asr.decoding import EndpointConfig
+
 __all__ = ["input_devices", "run_local", "register"]
 
 BLOCK_S = 0.1  # audio per capture block / message, seconds
@@ -102,11 +105,14 @@ class _Capture:
             yield b
 
 
-def run_local(rec, blocks: Iterable[np.ndarray], sample_rate: int, on_event: Callable[[dict], None]) -> list:
-    """In-process recognition of ``blocks``: the same events a server sends (partial/final)."""
+def run_local(rec, blocks: Iterable[np.ndarray], sample_rate: int, on_event: Callable[[dict], None],
+              endpoint: EndpointConfig = EndpointConfig(), final_decoder=None, partials: bool = True) -> list:
+    """In-process recognition of ``blocks``: the same events a server sends (partial/final).
+
+    ``final_decoder``: see :class:`streaming.Stream` (finals by beam search, partials greedy)."""
     from .protocol import final_event, partial_event
 
-    st = rec.stream(sample_rate)
+    st = rec.stream(sample_rate, endpoint=endpoint, final_decoder=final_decoder)
     events = []
 
     def emit(ev):
@@ -121,7 +127,7 @@ def run_local(rec, blocks: Iterable[np.ndarray], sample_rate: int, on_event: Cal
             emit(final_event(res, "endpoint"))
             last = ""
         p = st.partial()
-        if p.text and p.text != last:
+        if partials and p.text and p.text != last:
             emit(partial_event(p))
         last = p.text
     emit(final_event(st.finish(), "end"))
@@ -146,11 +152,18 @@ def _main(args) -> int:
     info = dict(inputs)[device] if device in dict(inputs) else sd.query_devices(device)
     sr = int(args.samplerate or info["default_samplerate"])
     printer = Printer(json_lines=args.json)
-    rec = None
-    if not args.url:
+    rec = decoder = None
+    if args.url:
+        if args.decoder != "greedy" or args.lm:
+            raise ValueError("--decoder and --lm apply to in-process recognition; with --url the server's "
+                             "decoder is used (asr serve --decoder beam --lm ...)")
+    else:
+        from asr.beam import check_decoder_arguments, decoder_from_arguments
         from asr.checkpoint import load_model
 
+        check_decoder_arguments(args)
         rec = load_model(args.model)
+        decoder = decoder_from_arguments(args, rec)
     cap = _Capture(sd, device, sr)
 
     print(f"asr mic: listening on {info['name']} at {sr} Hz ({'server ' + args.url if args.url else 'model ' + rec.name}); "
@@ -160,7 +173,8 @@ def _main(args) -> int:
     try:
         with cap:
             if rec is not None:
-                run_local(rec, cap.blocks(), sr, printer)
+                run_local(rec, cap.blocks(), sr, printer, EndpointConfig(enabled=not args.no_endpoint), decoder,
+                          partials=not args.no_partials)
             else:
                 token = args.token if args.token is not None else os.environ.get("ASR_SERVER_TOKEN") or None
 
@@ -201,4 +215,5 @@ def register(sub) -> None:
     p.add_argument("--samplerate", type=int, default=None, help="capture rate, Hz (default: the device's)")
     p.add_argument("--list-devices", action="store_true", help="list input devices and exit")
     add_connection_args(p)
+    add_decoder_arguments(p, finals_only=True)
     p.set_defaults(func=_main)

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Dict, Optional, Set
 from urllib.parse import parse_qs, urlsplit
 
+from asr.beam import add_decoder_arguments, check_decoder_arguments, decoder_from_arguments
 from asr.decoding import EndpointConfig
 
 from . import protocol as P
@@ -388,7 +389,7 @@ class AsrConnection(_Connection):
                 raise P.ProtocolError("already_started", "this connection has already started a stream")
             opts = P.parse_start(msg, self.server.cfg.endpoint)
             rec = self.server.rec
-            self.start_job(rec.stream(opts.sample_rate, endpoint=opts.endpoint), per_message=False)
+            self.start_job(self.server.new_stream(opts.sample_rate, opts.endpoint), per_message=False)
             self.opts = opts
             self.outbox.put_nowait(P.ready_event(self.session, opts, rec.name))
             return
@@ -435,7 +436,7 @@ class VoskConnection(_Connection):
 
     def _ensure_job(self) -> None:
         if self.job is None:
-            stream = self.server.rec.stream(self.vcfg.sample_rate, endpoint=self.server.cfg.endpoint)
+            stream = self.server.new_stream(self.vcfg.sample_rate, self.server.cfg.endpoint)
             self.start_job(stream, per_message=True)
 
     async def on_text(self, text: str) -> None:
@@ -485,11 +486,15 @@ class ASRServer:
 
     ``await start()`` binds and starts the scheduler; ``await shutdown()`` is the graceful
     stop (also run on SIGTERM by ``asr serve``); ``await wait_stopped()`` returns after it.
+    ``final_decoder`` (e.g. :class:`asr.beam.BeamCTCDecoder` with a word LM) decodes every
+    final result again from its segment's log-probabilities, in the scheduler thread;
+    partial results stay greedy (see :class:`streaming.Stream`).
     """
 
-    def __init__(self, rec, cfg: ServerConfig = ServerConfig()):
+    def __init__(self, rec, cfg: ServerConfig = ServerConfig(), final_decoder=None):
         self.rec = rec
         self.cfg = cfg
+        self.final_decoder = final_decoder
         self.metrics = Metrics()
         self.connections: Set[_Connection] = set()
         self.closing = False
@@ -510,6 +515,10 @@ class ASRServer:
     @property
     def port(self) -> int:
         return self._server.sockets[0].getsockname()[1]
+
+    def new_stream(self, sample_rate: int, endpoint):
+        """A stream for one connection: the shared model and final decoder, its own state."""
+        return self.rec.stream(sample_rate, endpoint=endpoint, final_decoder=self.final_decoder)
 
     @property
     def url(self) -> str:
@@ -649,9 +658,9 @@ class BackgroundServer:
             print(srv.url)   # ws://127.0.0.1:PORT
     """
 
-    def __init__(self, rec, cfg: ServerConfig = ServerConfig()):
+    def __init__(self, rec, cfg: ServerConfig = ServerConfig(), final_decoder=None):
         self.loop = asyncio.new_event_loop()
-        self.server = ASRServer(rec, cfg)
+        self.server = ASRServer(rec, cfg, final_decoder)
         started = threading.Event()
         self._error = None
 
@@ -695,8 +704,8 @@ class BackgroundServer:
 # ---- CLI -----------------------------------------------------------------------------------
 
 
-async def run_server(rec, cfg: ServerConfig) -> int:
-    server = await ASRServer(rec, cfg).start()
+async def run_server(rec, cfg: ServerConfig, final_decoder=None) -> int:
+    server = await ASRServer(rec, cfg, final_decoder).start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda s=sig: (print(f"asr serve: {signal.Signals(s).name}: finishing streams",
@@ -704,7 +713,8 @@ async def run_server(rec, cfg: ServerConfig) -> int:
                                                    asyncio.ensure_future(server.shutdown())))
     http = "https" if cfg.certfile else "http"
     host_port = server.url.split("://", 1)[1]
-    print(f"asr serve: model {rec.name}; listening on {server.url}/asr and {server.url}/vosk"
+    finals = "greedy" if final_decoder is None else getattr(final_decoder, "opts", final_decoder).describe()
+    print(f"asr serve: model {rec.name}; finals {finals}; listening on {server.url}/asr and {server.url}/vosk"
           + (f"; page {http}://{host_port}/" if server.static else ""), flush=True)
     await server.wait_stopped()
     print("asr serve: stopped", file=sys.stderr, flush=True)
@@ -742,8 +752,9 @@ def _main(args) -> int:
         vosk_sample_rate=args.vosk_sample_rate, token=token, certfile=args.certfile, keyfile=args.keyfile,
         web=not args.no_web,
     )
+    check_decoder_arguments(args)
     rec = load_model(args.model)
-    return asyncio.run(run_server(rec, cfg))
+    return asyncio.run(run_server(rec, cfg, decoder_from_arguments(args, rec)))
 
 
 def register(sub) -> None:
@@ -779,6 +790,7 @@ def register(sub) -> None:
     p.add_argument("--certfile", help="TLS certificate (PEM): serve wss:// and https://")
     p.add_argument("--keyfile", help="TLS private key (PEM), if not in --certfile")
     p.add_argument("--no-web", action="store_true", help="do not serve the browser page at /")
+    add_decoder_arguments(p, finals_only=True)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("-v", "--verbose", action="store_true", help="log connections and errors")
     p.set_defaults(func=_main)

@@ -6,7 +6,10 @@ A :class:`Stream` owns every buffer between audio and text:
 * samples of the next incomplete 25 ms frame, :class:`asr.features.StreamingFeatures`;
 * feature frames not yet forming a whole subsampling block;
 * the model state (conv left context + RNN hidden states);
-* the CTC decoder state (tokens, times, segment boundaries).
+* the CTC decoder state (tokens, times, segment boundaries);
+* with a ``final_decoder`` (beam search, optionally with a word LM), the open segment's
+  log-probabilities, decoded again when the segment closes: partial results stay greedy
+  (cheap, at every step), each final result is the final decoder's.
 
 The shared :class:`asr.Recognizer` holds none of it. Offline transcription is
 "feed everything, then :meth:`Stream.finish`", so streaming and offline share
@@ -34,7 +37,7 @@ from typing import List, Optional
 
 import torch
 
-from asr.decoding import EndpointConfig, GreedyCTCDecoder, Result
+from asr.decoding import EndpointConfig, GreedyCTCDecoder, Result, Word
 from asr.features import StreamingFeatures, StreamingResampler, to_mono_float
 from asr.model import stack_states, unstack_states
 
@@ -59,10 +62,15 @@ class Stream:
         sample_rate: rate of the audio that will be fed, Hz (resampled to 16 kHz).
         endpoint: endpointing rule used by :meth:`pop_endpoint`.
         keep_log_probs: keep every output step's log-probabilities (tests, analysis).
+        final_decoder: decodes each segment's ``(steps, vocab)`` log-probabilities into its
+            final :class:`Result` when the segment closes (:meth:`pop_endpoint`,
+            :meth:`reset_segment`, :meth:`finish`; word times relative to the segment start),
+            e.g. an :class:`asr.beam.BeamCTCDecoder`, which may be shared by many streams used
+            from one thread. None: finals are the greedy hypothesis.
     """
 
     def __init__(self, recognizer, sample_rate: int = 16000, endpoint: EndpointConfig = EndpointConfig(),
-                 keep_log_probs: bool = False):
+                 keep_log_probs: bool = False, final_decoder=None):
         if not isinstance(sample_rate, int) or sample_rate < 1000 or sample_rate > 384000:
             raise ValueError(f"sample_rate must be an integer between 1000 and 384000 Hz, got {sample_rate!r}")
         self.id = next(_ids)
@@ -80,6 +88,11 @@ class Stream:
         self.finished = False
         self.keep_log_probs = keep_log_probs
         self.log_probs: List[torch.Tensor] = []
+        self.final_decoder = final_decoder
+        self._seg_log_probs: List[torch.Tensor] = []  # the open segment's (final_decoder only)
+        self._seg_skipped = 0  # steps at the segment's start that belong to the previous one's last token
+        self._continues: Optional[int] = None  # that token's id while its run may still go on
+        self._final_words: List[Word] = []  # words of the closed segments' finals (final_decoder only)
 
     # ---- input ---------------------------------------------------------------------
     @property
@@ -117,7 +130,23 @@ class Stream:
         self.state = state
         if self.keep_log_probs and log_probs.numel():
             self.log_probs.append(log_probs)
+        if self.final_decoder is not None and log_probs.numel():
+            self._keep_segment_log_probs(log_probs)
         self.decoder.accept(log_probs)
+
+    def _keep_segment_log_probs(self, log_probs: torch.Tensor) -> None:
+        """Keep the open segment's log-probs for the final decoder. A segment closed in the
+        middle of a token (a client reset) leaves that token's run to the closed segment, as
+        the greedy decoder does, so no token is decoded twice."""
+        if self._continues is not None:
+            ids = log_probs.max(dim=-1).indices.tolist()
+            n = next((k for k, i in enumerate(ids) if i != self._continues), len(ids))
+            self._seg_skipped += n
+            if n < len(ids):
+                self._continues = None
+            log_probs = log_probs[n:]
+        if log_probs.numel():
+            self._seg_log_probs.append(log_probs)
 
     def accept_waveform(self, samples) -> None:
         """Feed audio and decode everything it completes (single-stream use)."""
@@ -132,12 +161,31 @@ class Stream:
     def pop_endpoint(self) -> Optional[Result]:
         """If the endpoint rule fires, close the segment and return its final result."""
         if self.decoder.endpoint(self.endpoint_cfg):
-            return self.decoder.close_segment()
+            return self._close_segment()
         return None
 
     def reset_segment(self) -> Result:
-        """Close the open segment now (client "reset") and return its result."""
-        return self.decoder.close_segment()
+        """Close the open segment now (client "reset") and return its final result."""
+        return self._close_segment()
+
+    def _close_segment(self) -> Result:
+        res = self._final(self.decoder.result())
+        self.decoder.close_segment()
+        self._seg_log_probs, self._seg_skipped = [], 0
+        self._continues = self.decoder.prev or None  # the greedy path ends inside a token
+        self._final_words += res.words
+        return res
+
+    def _final(self, greedy: Result) -> Result:
+        """The open segment's final result: ``greedy``, or the final decoder's over its log-probs."""
+        if self.final_decoder is None:
+            return greedy
+        if not self._seg_log_probs:
+            return Result("", [], greedy.start, greedy.end)
+        res = self.final_decoder.decode(torch.cat(self._seg_log_probs))
+        t0 = greedy.start + self._seg_skipped * self.rec.step_s  # stream time of the first kept step
+        words = [Word(w.word, w.start + t0, w.end + t0, w.conf) for w in res.words]
+        return Result(" ".join(w.word for w in words), words, greedy.start, greedy.end)
 
     def finish(self) -> Result:
         """End of input: flush every buffer, decode, and return the last segment's result.
@@ -152,11 +200,16 @@ class Stream:
             self._add_frames(self.features.accept(tail))
         decode_streams([self])
         self.finished = True
-        return self.decoder.result()
+        return self._close_segment() if self.final_decoder is not None else self.decoder.result()
 
     def full_result(self) -> Result:
-        """Hypothesis over the whole stream, all segments joined."""
-        return self.decoder.full_result()
+        """Hypothesis over the whole stream, all segments joined (with a final decoder: the
+        closed segments' finals and the open segment decoded by it)."""
+        greedy = self.decoder.full_result()
+        if self.final_decoder is None:
+            return greedy
+        words = self._final_words + (self._final(self.decoder.result()).words if not self.finished else [])
+        return Result(" ".join(w.word for w in words), words, greedy.start, greedy.end)
 
     def all_log_probs(self) -> torch.Tensor:
         """``(steps, vocab)``; needs ``keep_log_probs=True``."""

@@ -47,3 +47,20 @@ def rec_gru():
 @pytest.fixture(scope="session")
 def rec_lstm():
     return make_recognizer("lstm")
+
+
+class ShoutingGreedy:
+    """A final decoder that decodes greedily again and upper-cases the words: finals must be the
+    plain stream's finals, upper-cased, with the same times (so segments and offsets are right)."""
+
+    def __init__(self, rec):
+        self.rec = rec
+        self.steps = []
+
+    def decode(self, lp):
+        from asr.decoding import Result, Word, greedy_decode
+
+        self.steps.append(lp.shape[0])
+        r = greedy_decode(lp, lp.shape[0], self.rec.tokenizer, self.rec.step_s)
+        words = [Word(w.word.upper(), w.start, w.end, w.conf) for w in r.words]
+        return Result(" ".join(w.word for w in words), words, r.start, r.end)

@@ -10,7 +10,7 @@ from asr.features import LogMel, StreamingFeatures, StreamingResampler, num_fram
 from asr.model import stack_states, unstack_states
 from streaming.stream import Stream, decode_streams
 
-from conftest import speechlike
+from conftest import ShoutingGreedy, speechlike
 
 SR = 16000
 # the issue's chunk sizes: 1 sample, 10 ms, 37 ms, 160 ms, 1 s, whole file
@@ -220,6 +220,45 @@ def test_words_have_times_and_confidences(rec_gru):
     assert " ".join(w.word for w in res.words) == res.text
     starts = [w.start for w in res.words]
     assert starts == sorted(starts)
+
+
+def _segmented_run(rec, wave, chunk, final_decoder):
+    """Feed ``wave`` in ``chunk``-sample pieces, closing a segment after 1 s and 2.25 s."""
+    st = Stream(rec, SR, final_decoder=final_decoder)
+    finals, partials = [], []
+    pieces = np.split(wave, [16000, 36000])
+    for k, piece in enumerate(pieces):
+        step = chunk or len(piece)
+        for i in range(0, len(piece), step):
+            st.accept_waveform(piece[i : i + step])
+            partials.append(st.partial())
+        finals.append(st.reset_segment() if k < len(pieces) - 1 else st.finish())
+    return finals, partials, st.full_result()
+
+
+@pytest.mark.parametrize("chunk", [592, 2560, None])
+def test_final_decoder_decodes_each_segment(rec_gru, chunk):
+    """Stream(final_decoder=...): each final is the decoder's result over exactly its segment's
+    log-probabilities (times shifted to stream time); partials stay greedy; chunk size changes nothing."""
+    wave = speechlike(3.0, seed=11)
+    plain_finals, plain_partials, plain_full = _segmented_run(rec_gru, wave, chunk, None)
+    dec = ShoutingGreedy(rec_gru)
+    finals, partials, full = _segmented_run(rec_gru, wave, chunk, dec)
+    assert any(f.text for f in plain_finals), "sharpened random model should produce words"
+    assert partials == plain_partials
+    # one call per segment; steps that continue a token cut by a reset stay with the earlier segment
+    assert len(dec.steps) == 3 and sum(dec.steps) <= round(plain_full.end / rec_gru.step_s)
+    for got, want in zip(finals, plain_finals):
+        assert got.text == want.text.upper()
+        assert (got.start, got.end) == (want.start, want.end)
+        assert [w.word for w in got.words] == [w.word.upper() for w in want.words]
+        for gw, ww in zip(got.words, want.words):
+            assert gw.start == pytest.approx(ww.start) and gw.end == pytest.approx(ww.end) and gw.conf == ww.conf
+    assert full.text == plain_full.text.upper()
+    # offline transcription with a decoder is the same path: one segment, the whole stream
+    one = ShoutingGreedy(rec_gru)
+    assert rec_gru.transcribe(wave, decoder=one).text == rec_gru.transcribe(wave).text.upper()
+    assert one.steps == [round(plain_full.end / rec_gru.step_s)]
 
 
 def test_bad_stream_input(rec_gru):

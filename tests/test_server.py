@@ -7,6 +7,7 @@ Each test builds its audio with ``speechlike`` and compares against ``rec.transc
 """
 
 import asyncio
+import importlib.util
 import json
 import os
 import shutil
@@ -32,7 +33,7 @@ from streaming.client import ServerError, file_chunks, run_session, to_format
 from streaming.scheduler import Scheduler
 from streaming.server import BackgroundServer, ServerConfig
 
-from conftest import make_recognizer, speechlike
+from conftest import ShoutingGreedy, make_recognizer, speechlike
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,6 +125,33 @@ def test_endpoints_split_utterances(server, rec):
     # with endpointing off the same audio gives one final equal to the whole-file text
     events = session(server.url + "/asr", wave, 16000, endpoint=False)
     assert [f["reason"] for f in finals(events)] == ["end"] and joined(events) == ref
+
+
+def test_final_decoder_decodes_the_finals(server, rec):
+    """A server with a final decoder: each final is decoded again by it (here: greedy, upper-cased),
+    with stream times; nothing is lost or doubled across endpoints; partials stay greedy. /asr and /vosk."""
+    wave = with_pauses()
+    ref = rec.transcribe(wire(wave, "s16le")).text
+    with BackgroundServer(rec, ServerConfig(port=0), final_decoder=ShoutingGreedy(rec)) as srv:
+        events = session(srv.url + "/asr", wave, 16000, endpoint={"trailing_silence_s": 0.5})
+        with connect(srv.url + "/vosk") as ws:
+            ws.send(json.dumps({"config": {"sample_rate": 16000}}))
+            ws.send(to_format(wave, "s16le"))
+            ws.recv()
+            ws.send('{"eof": 1}')
+            vosk_final = json.loads(ws.recv())
+    fins = finals(events)
+    assert sum(f["reason"] == "endpoint" for f in fins) >= 2 and fins[-1]["reason"] == "end"
+    assert all(f["text"] == f["text"].upper() for f in fins)
+    assert "".join(f["text"] for f in fins).replace(" ", "") == ref.upper().replace(" ", "")
+    for a, b in zip(fins, fins[1:]):
+        assert a["end"] == b["start"]
+    for f in fins:
+        assert " ".join(w["word"] for w in f["words"]) == f["text"]
+        assert all(f["start"] <= w["start"] < w["end"] <= f["end"] + 1e-6 for w in f["words"])
+    parts = [e["text"] for e in events if e["type"] == "partial"]
+    assert parts and all(p == p.lower() for p in parts)
+    assert vosk_final["text"] == ref.upper()
 
 
 def test_options_partials_words_off(server, rec):
@@ -654,6 +682,18 @@ def test_mic_through_server_and_in_process(server, rec, ckpt, monkeypatch, capsy
     assert main(["mic", "--model", str(ckpt), "--json"]) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert events[-1]["type"] == "final" and events[-1]["reason"] == "end" and joined(events) == ref
+    # in-process finals by beam search (partials greedy); with --url the decoder is the server's
+    if importlib.util.find_spec("flashlight") is not None:
+        from asr.beam import BeamCTCDecoder, BeamOptions
+
+        beam = rec.transcribe(wire(wave, "s16le"), decoder=BeamCTCDecoder(rec.tokenizer, rec.step_s,
+                                                                            BeamOptions(beam_size_token=None))).text
+        assert main(["mic", "--model", str(ckpt), "--json", "--no-endpoint", "--decoder", "beam",
+                     "--beam-size-token", "0"]) == 0
+        events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [e["type"] for e in events].count("final") == 1 and events[-1]["text"] == beam
+    assert main(["mic", "--url", server.url + "/asr", "--decoder", "beam"]) == 1
+    assert "the server's decoder is used" in capsys.readouterr().err
 
 
 def test_mic_without_input_device(monkeypatch, capsys):

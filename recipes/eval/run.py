@@ -188,8 +188,7 @@ def system_tag(model: str, decoder: str, lm) -> str:
 def decoder_label(args, decoder: str) -> str:
     if decoder == "greedy":
         return "greedy"
-    label = f"beam {args.beam_size} ({args.beam_size_token or 'all'} tokens/step, threshold {args.beam_threshold:g})"
-    return label + (f" + LM (weight {args.lm_weight:g}, word score {args.word_score:g})" if args.lm else "")
+    return eval_options(args, decoder).beam_options().describe()
 
 
 def eval_options(args, decoder: str):
