@@ -112,8 +112,9 @@ def add_decoder_arguments(p, finals_only: bool = False) -> None:
                    help="drop hypotheses scoring more than X below the best (default: %(default)s)")
     p.add_argument("--lm", metavar="ARPA", help="word n-gram LM for --decoder beam (build one with `asr lm`); "
                    "output is then limited to the LM's words")
-    p.add_argument("--lm-weight", type=float, default=1.0, help="LM weight (default: %(default)s)")
-    p.add_argument("--word-score", type=float, default=0.0, help="per-word bonus with --lm (default: %(default)s)")
+    p.add_argument("--lm-weight", type=float, default=BeamOptions.lm_weight, help="LM weight (default: %(default)s)")
+    p.add_argument("--word-score", type=float, default=BeamOptions.word_score,
+                   help="per-word bonus with --lm (default: %(default)s)")
 
 
 class BeamCTCDecoder:

@@ -258,8 +258,8 @@ class EvalOptions:
     beam_size_token: Optional[int] = BeamOptions.beam_size_token  # tokens it tries per step (None: all)
     beam_threshold: float = BeamOptions.beam_threshold  # it drops hypotheses this much (log) below the best
     lm: Optional[str] = None  # word n-gram LM (ARPA, from `asr lm`) for the beam decoder
-    lm_weight: float = 1.0  # LM weight (beam decoder with --lm)
-    word_score: float = 0.0  # per-word bonus (beam decoder with --lm)
+    lm_weight: float = BeamOptions.lm_weight  # LM weight (beam decoder with --lm)
+    word_score: float = BeamOptions.word_score  # per-word bonus (beam decoder with --lm)
     batch_size: int = 16  # streams stepped together by decode_streams
     threads: int = 1  # torch CPU threads for the run (0: all cores); batching, not threads, is what pays on a busy CPU
 

@@ -320,8 +320,8 @@ def main(argv=None) -> int:
     ap.add_argument("--beam-threshold", type=float, default=BeamOptions.beam_threshold, metavar="X",
                     help="beam decoder: drop hypotheses more than X below the best (default: %(default)s)")
     ap.add_argument("--lm", metavar="ARPA", help="word n-gram LM for the beam decoder (asr lm; tune with tune_lm.py)")
-    ap.add_argument("--lm-weight", type=float, default=1.0)
-    ap.add_argument("--word-score", type=float, default=0.0)
+    ap.add_argument("--lm-weight", type=float, default=BeamOptions.lm_weight)
+    ap.add_argument("--word-score", type=float, default=BeamOptions.word_score)
     ap.add_argument("--batch-size", type=int, default=16, help="project: streams decoded together")
     ap.add_argument("--threads", type=int, default=1,
                     help="project: torch threads of the batched eval run (0: all cores; default: %(default)s, "
