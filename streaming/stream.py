@@ -172,8 +172,9 @@ class Stream:
         res = self._final(self.decoder.result())
         self.decoder.close_segment()
         self._seg_log_probs, self._seg_skipped = [], 0
-        self._continues = self.decoder.prev or None  # the greedy path ends inside a token
-        self._final_words += res.words
+        if self.final_decoder is not None:
+            self._continues = self.decoder.prev or None  # the greedy path ends inside a token
+            self._final_words += res.words
         return res
 
     def _final(self, greedy: Result) -> Result:
