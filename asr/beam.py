@@ -33,7 +33,7 @@ from .decoding import GreedyCTCDecoder, Result, Word, _Token
 from .tokenizer import WORD_START, Tokenizer
 
 __all__ = ["BeamOptions", "BeamCTCDecoder", "BeamSearchUnavailable", "beam_available", "add_decoder_arguments",
-           "beam_options", "check_decoder_arguments", "decoder_from_arguments"]
+           "add_beam_arguments", "beam_options", "check_decoder_arguments", "decoder_from_arguments"]
 
 # flashlight's lexicon-free decoder needs a "silence" token; the model has none, so a
 # dummy one is appended to the vocabulary with an emission no path will ever take.
@@ -75,8 +75,8 @@ class BeamOptions:
 
 
 def beam_options(args) -> "BeamOptions":
-    """:class:`BeamOptions` from the flags of :func:`add_decoder_arguments`."""
-    return BeamOptions(beam_size=args.beam_size, beam_size_token=args.beam_size_token or None,
+    """:class:`BeamOptions` from the flags of :func:`add_beam_arguments`."""
+    return BeamOptions(beam_size=args.beam_size, beam_size_token=args.beam_size_token,
                        beam_threshold=args.beam_threshold, lm=args.lm, lm_weight=args.lm_weight,
                        word_score=args.word_score)
 
@@ -95,26 +95,41 @@ def decoder_from_arguments(args, rec) -> Optional["BeamCTCDecoder"]:
     return BeamCTCDecoder(rec.tokenizer, rec.step_s, beam_options(args))
 
 
+def _tokens_per_step(text: str) -> Optional[int]:
+    """``--beam-size-token``: 0 on the command line means the whole vocabulary (None)."""
+    n = int(text)
+    return None if n == 0 else n
+
+
+_tokens_per_step.__name__ = "int"  # argparse's error for a non-number: "invalid int value: ..."
+
+
+def add_beam_arguments(p) -> None:
+    """The beam search's flags, with :class:`BeamOptions`' defaults:
+    ``--beam-size --beam-size-token --beam-threshold --lm --lm-weight --word-score``."""
+    p.add_argument("--beam-size", type=int, default=BeamOptions.beam_size, metavar="N",
+                   help="beam size (default: %(default)s)")
+    p.add_argument("--beam-size-token", type=_tokens_per_step, default=BeamOptions.beam_size_token, metavar="N",
+                   help="tokens tried per step, the most probable first (default: %(default)s; 0: the whole vocabulary)")
+    p.add_argument("--beam-threshold", type=float, default=BeamOptions.beam_threshold, metavar="X",
+                   help="drop hypotheses scoring more than X below the best (default: %(default)s)")
+    p.add_argument("--lm", metavar="ARPA", help="word n-gram LM for --decoder beam (build one with `asr lm`; "
+                   "tune its weights with recipes/eval/tune_lm.py); output is then limited to the LM's words")
+    p.add_argument("--lm-weight", type=float, default=BeamOptions.lm_weight, help="LM weight (default: %(default)s)")
+    p.add_argument("--word-score", type=float, default=BeamOptions.word_score,
+                   help="per-word bonus with --lm (default: %(default)s)")
+
+
 def add_decoder_arguments(p, finals_only: bool = False) -> None:
     """The decoder flags shared by ``asr transcribe``, ``asr eval``, ``asr serve`` and ``asr mic``:
-    ``--decoder --beam-size --beam-size-token --beam-threshold --lm --lm-weight --word-score``.
+    ``--decoder`` and :func:`add_beam_arguments`' flags.
     ``finals_only``: live recognition, where partial results always stay greedy."""
     what = ("final results: greedy (default) or beam search over each segment's log-probabilities (partial "
             "results stay greedy)" if finals_only else
             "CTC decoding: greedy (default) or beam search over the stream's log-probabilities")
     p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy",
                    help=what + ", lexicon-free or, with --lm, limited to the LM's words (needs flashlight-text)")
-    p.add_argument("--beam-size", type=int, default=BeamOptions.beam_size, metavar="N",
-                   help="beam size (default: %(default)s)")
-    p.add_argument("--beam-size-token", type=int, default=BeamOptions.beam_size_token, metavar="N",
-                   help="tokens tried per step, the most probable first (default: %(default)s; 0: the whole vocabulary)")
-    p.add_argument("--beam-threshold", type=float, default=BeamOptions.beam_threshold, metavar="X",
-                   help="drop hypotheses scoring more than X below the best (default: %(default)s)")
-    p.add_argument("--lm", metavar="ARPA", help="word n-gram LM for --decoder beam (build one with `asr lm`); "
-                   "output is then limited to the LM's words")
-    p.add_argument("--lm-weight", type=float, default=BeamOptions.lm_weight, help="LM weight (default: %(default)s)")
-    p.add_argument("--word-score", type=float, default=BeamOptions.word_score,
-                   help="per-word bonus with --lm (default: %(default)s)")
+    add_beam_arguments(p)
 
 
 class BeamCTCDecoder:

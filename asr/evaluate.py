@@ -756,7 +756,7 @@ def _main(args) -> int:
     from .checkpoint import load_model
 
     opts = EvalOptions(chunk_ms=args.chunk_ms, decoder=args.decoder, beam_size=args.beam_size,
-                       beam_size_token=args.beam_size_token or None, beam_threshold=args.beam_threshold,
+                       beam_size_token=args.beam_size_token, beam_threshold=args.beam_threshold,
                        lm=args.lm, lm_weight=args.lm_weight, word_score=args.word_score,
                        batch_size=args.batch_size, threads=args.threads)
     opts.check()

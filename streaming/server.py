@@ -713,7 +713,8 @@ async def run_server(rec, cfg: ServerConfig, final_decoder=None) -> int:
                                                    asyncio.ensure_future(server.shutdown())))
     http = "https" if cfg.certfile else "http"
     host_port = server.url.split("://", 1)[1]
-    finals = "greedy" if final_decoder is None else getattr(final_decoder, "opts", final_decoder).describe()
+    opts = getattr(final_decoder, "opts", None)  # BeamOptions of a BeamCTCDecoder
+    finals = "greedy" if final_decoder is None else opts.describe() if opts else type(final_decoder).__name__
     print(f"asr serve: model {rec.name}; finals {finals}; listening on {server.url}/asr and {server.url}/vosk"
           + (f"; page {http}://{host_port}/" if server.static else ""), flush=True)
     await server.wait_stopped()

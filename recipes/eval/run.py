@@ -197,7 +197,7 @@ def eval_options(args, decoder: str):
     lm = {"lm": args.lm, "lm_weight": args.lm_weight, "word_score": args.word_score} \
         if decoder == "beam" and args.lm else {}
     opts = EvalOptions(chunk_ms=args.chunk_ms, decoder=decoder, beam_size=args.beam_size,
-                       beam_size_token=args.beam_size_token or None, beam_threshold=args.beam_threshold,
+                       beam_size_token=args.beam_size_token, beam_threshold=args.beam_threshold,
                        batch_size=args.batch_size, threads=args.threads, **lm)
     opts.check()
     return opts
@@ -299,7 +299,7 @@ def stage_table(sets, args, out: Path) -> Path:
 
 
 def main(argv=None) -> int:
-    from asr.beam import BeamOptions  # the decoder's defaults
+    from asr.beam import add_beam_arguments
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -313,15 +313,7 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk-ms", type=float, default=160.0, help="project: stream chunk size in ms (default: %(default)s)")
     ap.add_argument("--decoder", nargs="+", choices=["greedy", "beam"], default=["greedy"],
                     help="project decoders, each a row of the table (default: greedy)")
-    ap.add_argument("--beam-size", type=int, default=BeamOptions.beam_size,
-                    help="beam decoder: hypotheses kept (default: %(default)s)")
-    ap.add_argument("--beam-size-token", type=int, default=BeamOptions.beam_size_token, metavar="N",
-                    help="beam decoder: tokens tried per step (default: %(default)s; 0: the whole vocabulary)")
-    ap.add_argument("--beam-threshold", type=float, default=BeamOptions.beam_threshold, metavar="X",
-                    help="beam decoder: drop hypotheses more than X below the best (default: %(default)s)")
-    ap.add_argument("--lm", metavar="ARPA", help="word n-gram LM for the beam decoder (asr lm; tune with tune_lm.py)")
-    ap.add_argument("--lm-weight", type=float, default=BeamOptions.lm_weight)
-    ap.add_argument("--word-score", type=float, default=BeamOptions.word_score)
+    add_beam_arguments(ap)  # --beam-size ... --word-score, as `asr eval`
     ap.add_argument("--batch-size", type=int, default=16, help="project: streams decoded together")
     ap.add_argument("--threads", type=int, default=1,
                     help="project: torch threads of the batched eval run (0: all cores; default: %(default)s, "
