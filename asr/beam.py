@@ -68,6 +68,15 @@ class BeamOptions:
     lm_weight: float = 1.0  # weight of the LM's log probability
     word_score: float = 0.0  # added per word (positive: longer outputs, fewer deletions)
 
+    def __post_init__(self):
+        if self.beam_size < 1:
+            raise ValueError(f"--beam-size must be at least 1, got {self.beam_size}")
+        if self.beam_size_token is not None and self.beam_size_token < 1:
+            raise ValueError(f"--beam-size-token must be at least 1 (None, or 0 on the command line: the whole "
+                             f"vocabulary), got {self.beam_size_token}")
+        if not self.beam_threshold > 0:
+            raise ValueError(f"--beam-threshold must be positive, got {self.beam_threshold}")
+
     def describe(self) -> str:
         """One line for logs and reports, e.g. ``beam 128 (8 tokens/step, threshold 50) + LM (weight 1, word score 1)``."""
         d = f"beam {self.beam_size} ({self.beam_size_token or 'all'} tokens/step, threshold {self.beam_threshold:g})"
@@ -142,12 +151,6 @@ class BeamCTCDecoder:
     """
 
     def __init__(self, tokenizer: Tokenizer, step_s: float, opts: BeamOptions = BeamOptions()):
-        if opts.beam_size < 1:
-            raise ValueError(f"beam size must be at least 1, got {opts.beam_size}")
-        if opts.beam_size_token is not None and opts.beam_size_token < 1:
-            raise ValueError(f"beam size per token must be at least 1, got {opts.beam_size_token}")
-        if not opts.beam_threshold > 0:
-            raise ValueError(f"beam threshold must be positive, got {opts.beam_threshold}")
         if not beam_available():
             raise BeamSearchUnavailable(
                 "--decoder beam needs torchaudio's CTC decoder backend: pip install flashlight-text"

@@ -253,38 +253,27 @@ def load_inputs(paths: Sequence[str], limit: int = 0) -> List[Utterance]:
 @dataclass(frozen=True)
 class EvalOptions:
     chunk_ms: Optional[float] = None  # feed audio in chunks of this many ms (None: whole utterance); same output
-    decoder: str = "greedy"  # "greedy" or "beam" (asr.beam, needs flashlight-text)
-    beam_size: int = BeamOptions.beam_size  # hypotheses kept by the beam decoder
-    beam_size_token: Optional[int] = BeamOptions.beam_size_token  # tokens it tries per step (None: all)
-    beam_threshold: float = BeamOptions.beam_threshold  # it drops hypotheses this much (log) below the best
-    lm: Optional[str] = None  # word n-gram LM (ARPA, from `asr lm`) for the beam decoder
-    lm_weight: float = BeamOptions.lm_weight  # LM weight (beam decoder with --lm)
-    word_score: float = BeamOptions.word_score  # per-word bonus (beam decoder with --lm)
+    beam: Optional[BeamOptions] = None  # beam search (asr.beam, needs flashlight-text) over each stream's
+    #                                     log-probabilities, with an LM if beam.lm; None: greedy decoding
     batch_size: int = 16  # streams stepped together by decode_streams
     threads: int = 1  # torch CPU threads for the run (0: all cores); batching, not threads, is what pays on a busy CPU
+
+    @property
+    def decoder(self) -> str:
+        """``"greedy"`` or ``"beam"``, as ``--decoder`` says it."""
+        return "greedy" if self.beam is None else "beam"
+
+    def describe_decoder(self) -> str:
+        """One line, e.g. ``greedy`` or ``beam 128 (8 tokens/step, threshold 50) + LM (weight 1, word score 1)``."""
+        return "greedy" if self.beam is None else self.beam.describe()
 
     def check(self) -> None:
         if self.chunk_ms is not None and not self.chunk_ms > 0:
             raise ValueError(f"--chunk-ms must be positive, got {self.chunk_ms}")
-        if self.decoder not in ("greedy", "beam"):
-            raise ValueError(f"--decoder must be greedy or beam, got {self.decoder!r}")
-        if self.beam_size < 1:
-            raise ValueError(f"--beam-size must be at least 1, got {self.beam_size}")
-        if self.beam_size_token is not None and self.beam_size_token < 1:
-            raise ValueError(f"--beam-size-token must be at least 1, got {self.beam_size_token}")
-        if not self.beam_threshold > 0:
-            raise ValueError(f"--beam-threshold must be positive, got {self.beam_threshold}")
-        if self.lm is not None and self.decoder != "beam":
-            raise ValueError("--lm needs --decoder beam")
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.threads < 0:
             raise ValueError(f"--threads must be 0 (all cores) or more, got {self.threads}")
-
-    def beam_options(self) -> BeamOptions:
-        return BeamOptions(beam_size=self.beam_size, beam_size_token=self.beam_size_token,
-                           beam_threshold=self.beam_threshold, lm=self.lm, lm_weight=self.lm_weight,
-                           word_score=self.word_score)
 
 
 def all_cores() -> int:
@@ -354,10 +343,10 @@ def transcribe_utterances(rec, utts: Sequence[Utterance], opts: EvalOptions = Ev
 
     opts.check()
     beam = None
-    if opts.decoder == "beam":
+    if opts.beam is not None:
         from .beam import BeamCTCDecoder
 
-        beam = BeamCTCDecoder(rec.tokenizer, rec.step_s, opts.beam_options())
+        beam = BeamCTCDecoder(rec.tokenizer, rec.step_s, opts.beam)
     order = sorted(range(len(utts)), key=lambda i: utts[i].duration)
     batches = [order[i : i + opts.batch_size] for i in range(0, len(order), opts.batch_size)]
     results: list = [None] * len(utts)
@@ -543,7 +532,7 @@ class EvalReport:
     def summary(self, n_worst: int = 10) -> dict:
         return {
             "model": self.model, "model_meta": self.model_meta, "inputs": self.inputs,
-            "options": asdict(self.options), "audio_s": round(self.audio_s, 2),
+            "options": {"decoder": self.options.decoder, **asdict(self.options)}, "audio_s": round(self.audio_s, 2),
             **self.score.to_dict(),
             "rtf": round(self.rtf, 4), "cpu_rtf": round(self.cpu_rtf, 4), "threads": self.threads,
             "groups": {f: {v: s.to_dict() for v, s in g.items()} for f, g in self.groups.items()},
@@ -677,10 +666,7 @@ _SCORE_HEADER = ["", "utts", "ref words", "WER %", "sub", "del", "ins", "CER %"]
 
 def render_markdown(report: EvalReport, plots: Sequence[str] = (), n_worst: int = 10) -> str:
     o, s = report.options, report.score
-    dec = "greedy" if o.decoder == "greedy" else (
-        f"beam (size {o.beam_size}, {o.beam_size_token or 'all'} tokens per step, threshold {o.beam_threshold:g})")
-    if o.lm:
-        dec += f" with LM `{o.lm}` (weight {o.lm_weight:g}, word score {o.word_score:g})"
+    dec = o.describe_decoder() + (f", LM `{o.beam.lm}`" if o.beam is not None and o.beam.lm else "")
     chunk = f"{o.chunk_ms:g} ms chunks" if o.chunk_ms else "whole utterances"
     md = [
         f"# Evaluation: {report.model}", "",
@@ -755,9 +741,10 @@ def write_outputs(report: EvalReport, out_dir, n_worst: int = 10) -> Path:
 def _main(args) -> int:
     from .checkpoint import load_model
 
-    opts = EvalOptions(chunk_ms=args.chunk_ms, decoder=args.decoder, beam_size=args.beam_size,
-                       beam_size_token=args.beam_size_token, beam_threshold=args.beam_threshold,
-                       lm=args.lm, lm_weight=args.lm_weight, word_score=args.word_score,
+    from .beam import beam_options, check_decoder_arguments
+
+    check_decoder_arguments(args)
+    opts = EvalOptions(chunk_ms=args.chunk_ms, beam=beam_options(args) if args.decoder == "beam" else None,
                        batch_size=args.batch_size, threads=args.threads)
     opts.check()
     for name in ("limit", "worst", "speed_utts", "latency_utts"):
@@ -765,10 +752,10 @@ def _main(args) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
     utts = load_inputs(args.inputs, args.limit)
     rec = load_model(args.model)
-    if opts.decoder == "beam":  # fail before decoding anything when the backend is missing
+    if opts.beam is not None:  # fail before decoding anything when the backend or the LM is missing
         from .beam import BeamCTCDecoder
 
-        BeamCTCDecoder(rec.tokenizer, rec.step_s, opts.beam_options())
+        BeamCTCDecoder(rec.tokenizer, rec.step_s, opts.beam)
     report = evaluate(rec, utts, opts, model=str(args.model), inputs=args.inputs, speed_utts=args.speed_utts,
                       latency_utts=args.latency_utts if args.latency else 0,
                       latency_chunk_ms=args.latency_chunk_ms, progress=not args.quiet)

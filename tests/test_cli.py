@@ -130,7 +130,7 @@ def test_beam_pruning_flags(model_path, wav, capsys):
     assert rc == 0 and out.strip()
     rc, _, err = run_cli(["transcribe", wav, "--model", model_path, "--decoder", "beam", "--beam-size-token", "-1"],
                          capsys)
-    assert rc == 1 and "beam size per token must be at least 1" in err and len(err.strip().splitlines()) == 1
+    assert rc == 1 and "--beam-size-token must be at least 1" in err and len(err.strip().splitlines()) == 1
 
 
 def test_python_m_asr_entry_point(model_path, wav):

@@ -190,15 +190,15 @@ def test_beam_decoder(ckpt, manifest):
     assert BeamCTCDecoder(tok, 0.04).decode(p.log()).text == "a"
     # pruned to the best token per step, the search can only follow greedy's path
     assert BeamCTCDecoder(tok, 0.04, BeamOptions(beam_size_token=1)).decode(p.log()).text == ""
-    for bad, msg in [({"beam_size_token": 0}, "per token"), ({"beam_threshold": 0.0}, "threshold")]:
+    for bad, msg in [({"beam_size": 0}, "--beam-size must"), ({"beam_size_token": 0}, "--beam-size-token"),
+                     ({"beam_threshold": 0.0}, "--beam-threshold")]:
         with pytest.raises(ValueError, match=msg):
-            BeamCTCDecoder(tok, 0.04, BeamOptions(**bad))
-        with pytest.raises(ValueError, match=msg.replace("per token", "--beam-size-token")):
-            EvalOptions(decoder="beam", **bad).check()
+            BeamOptions(**bad)
     rec = load_model(ckpt)
     utts = load_inputs([manifest])
-    a = evaluate(rec, utts, EvalOptions(decoder="beam", beam_size=8, threads=1))
-    b = evaluate(rec, utts, EvalOptions(decoder="beam", beam_size=8, chunk_ms=160, batch_size=2, threads=1))
+    a = evaluate(rec, utts, EvalOptions(beam=BeamOptions(beam_size=8), threads=1))
+    b = evaluate(rec, utts, EvalOptions(beam=BeamOptions(beam_size=8), chunk_ms=160, batch_size=2, threads=1))
+    assert a.options.decoder == "beam" and EvalOptions().decoder == "greedy"
     assert [u.hyp for u in a.utterances] == [u.hyp for u in b.utterances]
     assert any(u.hyp for u in a.utterances)
 
@@ -236,19 +236,21 @@ def test_beam_with_lm_prefers_lexicon_words(tmp_path, ckpt, manifest, capfd):
     # whatever the acoustics, output words come from the LM's vocabulary
     rec = load_model(ckpt)
     utts = load_inputs([manifest])
-    rep = evaluate(rec, utts, EvalOptions(decoder="beam", lm=str(lm), threads=1))
+    rep = evaluate(rec, utts, EvalOptions(beam=BeamOptions(lm=str(lm)), threads=1))
     assert {w for u in rep.utterances for w in u.hyp.split()} <= {"the", "cat", "sat", "ran", "a", "dog"}
     with pytest.raises(FileNotFoundError, match="no such language model"):
         BeamCTCDecoder(tok, 0.04, BeamOptions(lm=str(tmp_path / "missing.arpa")))
-    with pytest.raises(ValueError, match="--lm needs --decoder beam"):
-        EvalOptions(lm=str(lm)).check()
+    capfd.readouterr()
+    assert cli_main(["eval", manifest, "--model", ckpt, "--lm", str(lm), "--quiet"]) == 1
+    assert "--lm needs --decoder beam" in capfd.readouterr().err
     out = tmp_path / "rep"
     capfd.readouterr()
     assert cli_main(["eval", manifest, "--model", ckpt, "--decoder", "beam", "--lm", str(lm), "--lm-weight", "2",
                      "--word-score", "0.5", "--out", str(out), "--quiet", "--speed-utts", "0", "--json"]) == 0
-    assert "with LM" in (out / "report.md").read_text()
+    assert f"+ LM (weight 2, word score 0.5), LM `{lm}`" in (out / "report.md").read_text()
     summary = json.loads(capfd.readouterr().out)  # nothing but the JSON on stdout (KenLM talks on stderr)
-    assert summary["options"]["lm"] == str(lm) and summary["options"]["word_score"] == 0.5
+    assert summary["options"]["decoder"] == "beam"
+    assert summary["options"]["beam"]["lm"] == str(lm) and summary["options"]["beam"]["word_score"] == 0.5
 
 
 def test_latency_with_fake_clock(ckpt, manifest):
@@ -354,7 +356,7 @@ def test_recipe_run_end_to_end(ckpt, manifest, tmp_path, capsys):
     assert f"| tiny16 | 3 | 0.0 | project ({tag}, greedy) |" in table
     assert f"| tiny16 | 3 | 0.0 | project ({tag}, beam 128 (8 tokens/step, threshold 50) + LM (weight 0.5, word score 0)) |" in table
     data = json.loads((tmp_path / "exp" / "comparison.json").read_text())
-    assert data["sets"]["tiny16"]["project_beam-lm"]["options"]["lm"] == str(lm)
+    assert data["sets"]["tiny16"]["project_beam-lm"]["options"]["beam"]["lm"] == str(lm)
     with pytest.raises(SystemExit):
         run.main(argv + ["--lm", str(lm)])  # an LM without the beam decoder
 

@@ -186,19 +186,15 @@ def system_tag(model: str, decoder: str, lm) -> str:
 
 
 def decoder_label(args, decoder: str) -> str:
-    if decoder == "greedy":
-        return "greedy"
-    return eval_options(args, decoder).beam_options().describe()
+    return eval_options(args, decoder).describe_decoder()
 
 
 def eval_options(args, decoder: str):
+    from asr.beam import beam_options
     from asr.evaluate import EvalOptions
 
-    lm = {"lm": args.lm, "lm_weight": args.lm_weight, "word_score": args.word_score} \
-        if decoder == "beam" and args.lm else {}
-    opts = EvalOptions(chunk_ms=args.chunk_ms, decoder=decoder, beam_size=args.beam_size,
-                       beam_size_token=args.beam_size_token, beam_threshold=args.beam_threshold,
-                       batch_size=args.batch_size, threads=args.threads, **lm)
+    opts = EvalOptions(chunk_ms=args.chunk_ms, beam=beam_options(args) if decoder == "beam" else None,
+                       batch_size=args.batch_size, threads=args.threads)
     opts.check()
     return opts
 
@@ -219,7 +215,7 @@ def stage_project_decoder(sets, args, out: Path, decoder: str) -> None:
     for name, manifest, _ in sets:
         d = out / tag / name
         key = {"manifest": file_key(manifest), "model": mkey, "limit": args.limit, "options": asdict(opts),
-               "lm": file_key(args.lm) if opts.lm else None,
+               "lm": file_key(opts.beam.lm) if opts.beam is not None and opts.beam.lm else None,
                "speed_utts": args.speed_utts, "latency_utts": args.latency_utts,
                "latency_chunk_ms": args.latency_chunk_ms}
         if cached(d, key, args.force):

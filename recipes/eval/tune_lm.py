@@ -54,6 +54,7 @@ def main(argv=None) -> int:
     from asr.evaluate import _decode_batch, _read, load_inputs, score
 
     try:
+        BeamOptions(beam_size=args.beam_size)  # a bad --beam-size fails here, before any decoding
         utts = load_inputs(args.dev, args.limit)
         rec = load_model(args.model)
         if not Path(args.lm).is_file():
