@@ -15,9 +15,10 @@ LM's words (the lexicon spells each with the model's own tokenizer) and scores
 ``acoustic + lm_weight * log LM + word_score * words``, as in Kaldi/WeNet/sherpa decoding
 with an n-gram LM; words outside the LM's vocabulary cannot be output.
 
-Beam search runs over the log-probabilities a :class:`streaming.Stream` produced
-(``keep_log_probs=True``), so the acoustic path is the streaming one; partial results
-of a live stream stay greedy.
+Beam search runs as a stream's ``final_decoder`` (``Stream(final_decoder=BeamCTCDecoder(...))``):
+it decodes each segment's log-probabilities when the segment closes, so the acoustic path is
+the streaming one and ``asr transcribe``, ``asr eval``, ``asr serve`` and ``asr mic`` share one
+code path; partial results of a live stream stay greedy.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ from .data import ManifestError, Utterance, read_manifest
 from .text import normalize
 
 __all__ = [
-    "Score", "UttResult", "EvalOptions", "SpeedResult", "LatencyResult", "EvalReport",
+    "Score", "UttResult", "EvalOptions", "run_streams", "SpeedResult", "LatencyResult", "EvalReport",
     "Timing", "score", "score_pairs", "alignment_text", "read_librispeech_dir", "load_inputs",
     "transcribe_utterances", "measure_speed", "measure_latency", "evaluate", "write_outputs",
     "register", "GROUP_FIELDS",
@@ -296,11 +296,12 @@ def torch_threads(n: int):
         torch.set_num_threads(old)
 
 
-def _decode_batch(rec, waves: Sequence[Tuple["object", int]], chunk_ms: Optional[float], beam) -> list:
-    """Run a batch of utterances through streams stepped together -> list of Result."""
+def run_streams(rec, waves: Sequence[Tuple["object", int]], chunk_ms: Optional[float], **stream_kwargs) -> list:
+    """Feed a batch of ``(samples, sample_rate)`` utterances through streams stepped together
+    (``rec.stream(sr, **stream_kwargs)``), whole or in ``chunk_ms`` chunks, and finish them -> the streams."""
     from streaming import decode_streams
 
-    streams = [rec.stream(sr, keep_log_probs=beam is not None) for _, sr in waves]
+    streams = [rec.stream(sr, **stream_kwargs) for _, sr in waves]
     if chunk_ms is None:
         for st, (w, _) in zip(streams, waves):
             st.feed(w)
@@ -314,9 +315,13 @@ def _decode_batch(rec, waves: Sequence[Tuple["object", int]], chunk_ms: Optional
             decode_streams(streams)
     for st in streams:
         st.finish()
-    if beam is not None:
-        return beam.decode_batch([st.all_log_probs() for st in streams])
-    return [st.full_result() for st in streams]
+    return streams
+
+
+def _decode_batch(rec, waves: Sequence[Tuple["object", int]], chunk_ms: Optional[float], beam) -> list:
+    """Transcribe a batch of utterances -> list of Result, as ``Recognizer.transcribe`` does:
+    greedy, or ``beam`` decoding the stream's final (whole-utterance) segment."""
+    return [st.full_result() for st in run_streams(rec, waves, chunk_ms, final_decoder=beam)]
 
 
 def _read(utts: Sequence[Utterance], idx: Sequence[int]):

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     from asr.beam import BeamCTCDecoder, BeamOptions
     from asr.checkpoint import load_model
     from asr.decoding import greedy_decode
-    from asr.evaluate import _decode_batch, _read, load_inputs, score
+    from asr.evaluate import _read, load_inputs, run_streams, score
 
     try:
         BeamOptions(beam_size=args.beam_size)  # a bad --beam-size fails here, before any decoding
@@ -64,15 +64,11 @@ def main(argv=None) -> int:
         return 1
     refs = [u.text for u in utts]
 
-    class _Keep:  # a "beam" that just hands back the streams' log-probabilities
-        def decode_batch(self, lps):
-            return [lp.clone() for lp in lps]
-
     lps = []
     with torch.inference_mode():
         for i in tqdm(range(0, len(utts), 16), desc="log-probs", unit=" batch"):
             idx = list(range(i, min(i + 16, len(utts))))
-            lps += _decode_batch(rec, _read(utts, idx), None, _Keep())
+            lps += [st.all_log_probs() for st in run_streams(rec, _read(utts, idx), None, keep_log_probs=True)]
 
     audio_s = sum(lp.shape[0] for lp in lps) * rec.step_s
 
