@@ -81,7 +81,8 @@ class TrainConfig:
     max_steps: int = 0  # stop after this many optimizer steps (0 = no limit)
     max_hours: float = 0.0  # stop after this many wall-clock hours in this invocation (0 = no limit)
     max_cpu_hours: float = 0.0  # stop when the run's total training-process CPU time reaches this (0 = no limit);
-    # a fair budget when several runs share the cores (data-loader workers are not counted)
+    # a fair budget when several runs share the cores (data-loader workers are not counted in it:
+    # the log and checkpoints report their CPU time separately as loader_cpu_h / loader_cpu_hours)
     # ---- augmentation ----
     augment: bool = True  # waveform augmentation (asr.augment): speed, noise, reverb, gain, telephone band
     spec_augment: bool = True  # SpecAugment frequency/time masks
@@ -266,8 +267,8 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
-    state = {"epoch": 0, "batch": 0, "step": 0, "wall_s": 0.0, "cpu_s": 0.0, "audio_s": 0.0, "best_wer": None,
-             "best_step": None}
+    state = {"epoch": 0, "batch": 0, "step": 0, "wall_s": 0.0, "cpu_s": 0.0, "loader_cpu_s": 0.0, "audio_s": 0.0,
+             "best_wer": None, "best_step": None}  # cpu_s: this process; loader_cpu_s: its data-loading workers
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
@@ -318,6 +319,7 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
         t_start = time.time()
         wall0 = state["wall_s"]
         cpu_start, cpu0 = time.process_time(), state.get("cpu_s", 0.0)
+        loader_start, loader0 = children_cpu_seconds(), state["loader_cpu_s"]
         last_ckpt = time.time()
         model.train()
         stop = False
@@ -368,10 +370,11 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
                     log(type="train", step=state["step"], epoch=epoch, batch=state["batch"], loss=win_loss / max(win_tok, 1),
                         lr=sched.get_last_lr()[0], grad_norm=gnorm, audio_s_per_s=win_audio * world / max(dt, 1e-9),
                         wall_h=(wall0 + time.time() - t_start) / 3600, cpu_h=state["cpu_s"] / 3600,
-                        audio_h=state["audio_s"] / 3600)
+                        loader_cpu_h=state["loader_cpu_s"] / 3600, audio_h=state["audio_s"] / 3600)
                     win_loss, win_tok, win_audio, win_t = 0.0, 0, 0.0, time.time()
                 state["wall_s"] = wall0 + time.time() - t_start
                 state["cpu_s"] = cpu0 + time.process_time() - cpu_start
+                state["loader_cpu_s"] = loader0 + children_cpu_seconds() - loader_start
                 if stop_signal.requested(world):
                     signalled = True
                     break
@@ -400,7 +403,8 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
                 extra = {name: evaluate_manifest(model, tok, logmel, u, step_s) for name, u in extra_dev.items()}
                 log(type="valid", step=state["step"], epoch=epoch, partial_epoch=partial_epoch, dev=res,
                     **{k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in extra.items()},
-                    wall_h=state["wall_s"] / 3600, cpu_h=state["cpu_s"] / 3600)
+                    wall_h=state["wall_s"] / 3600, cpu_h=state["cpu_s"] / 3600,
+                    loader_cpu_h=state["loader_cpu_s"] / 3600)
                 print(f"epoch {epoch}: dev loss {res['loss']:.3f} WER {res['wer']:.3f} CER {res['cer']:.3f}  "
                       + "  ".join(f"{k} WER {v['wer']:.3f}" for k, v in extra.items()), file=sys.stderr)
                 if state["best_wer"] is None or res["wer"] < state["best_wer"]:
@@ -426,6 +430,33 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
                   f"{last_path} is written, run the same command to resume", file=sys.stderr)
     log(type="stop", **summary)
     return summary
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process's child processes, the data-loading
+    workers: those already reaped (``RUSAGE_CHILDREN``) plus the live ones (``/proc``, Linux;
+    elsewhere live children are not seen until they exit). Differences of this clock are
+    what the training log reports as ``loader_cpu_h``."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = ru.ru_utime + ru.ru_stime
+    pids = set()
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids.update(int(p) for p in f.read().split())
+    except OSError:
+        return total
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)": state is field 3
+        except OSError:  # exited meanwhile: counted by RUSAGE_CHILDREN from now on
+            continue
+        total += sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+    return total
 
 
 def _ignore_stop_signals(_worker_id: int) -> None:
@@ -499,6 +530,7 @@ def _meta(cfg, state, model) -> dict:
         "epoch": state["epoch"],
         "wall_hours": round(state["wall_s"] / 3600, 3),
         "cpu_hours": round(state.get("cpu_s", 0.0) / 3600, 3),
+        "loader_cpu_hours": round(state["loader_cpu_s"] / 3600, 3),
         "audio_hours_seen": round(state["audio_s"] / 3600, 2),
         "params": model.num_params(),
     }

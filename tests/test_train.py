@@ -102,6 +102,7 @@ def test_signal_stops_after_the_step_and_writes_last(tiny_data, tmp_path, sig):
     assert f"stopped by {sig}" in err
     stop = [json.loads(l) for l in open(log)][-1]
     assert stop["type"] == "stop" and stop["signal"] == sig
+    assert all(r["loader_cpu_h"] >= 0 for r in recs if r["type"] == "train")  # the data worker's CPU time
     _, prog = params(exp / "last.pt")
     assert prog["step"] == stop["step"] >= 5
     train(tiny_cfg(tiny_data, max_steps=prog["step"] + 2, epochs=100000), str(exp), progress=False)
@@ -230,3 +231,27 @@ def test_plot_training_reads_logs(tiny_data, tmp_path, capsys):
     rows = [l.split() for l in table if l.split()[:1] in (["a"], ["b"])]
     assert len(rows) == 2 * len(plot.XLABEL)
     assert all(0 <= float(r[6]) <= 2 and 0 <= float(r[7]) <= 2 for r in rows)  # dev WER, CER columns
+
+
+def test_children_cpu_clock_counts_live_and_finished_workers():
+    """The training log's loader_cpu_h: CPU time of child processes, seen while they run
+    (data-loading workers live for an epoch) and after they exit."""
+    import subprocess
+    import sys
+    import time
+
+    from asr.train import children_cpu_seconds
+
+    t0 = children_cpu_seconds()
+    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass\nprint(flush=True)\ntime.sleep(30)"
+    proc = subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE, text=True)
+    try:
+        proc.stdout.readline()  # it has burnt 0.6 s of CPU and now sleeps, still alive
+        live = children_cpu_seconds() - t0
+    finally:
+        proc.kill()
+        proc.wait()
+    done = children_cpu_seconds() - t0
+    if sys.platform.startswith("linux"):  # elsewhere live children are only counted once they exit
+        assert live >= 0.5
+    assert done >= 0.5 and done >= live - 0.05
