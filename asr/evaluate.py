@@ -53,7 +53,7 @@ from .text import normalize
 __all__ = [
     "Score", "UttResult", "EvalOptions", "run_streams", "SpeedResult", "LatencyResult", "EvalReport",
     "Timing", "score", "score_pairs", "alignment_text", "read_librispeech_dir", "load_inputs",
-    "transcribe_utterances", "measure_speed", "measure_latency", "evaluate", "write_outputs",
+    "transcribe_utterances", "beam_decoder", "measure_speed", "measure_latency", "evaluate", "write_outputs",
     "register", "GROUP_FIELDS",
 ]
 
@@ -336,22 +336,32 @@ class Timing:
     cpu_s: float = 0.0  # CPU seconds of the same (thread CPU time on 1 thread, process CPU time on more)
 
 
+def beam_decoder(rec, opts: EvalOptions, decoder=None):
+    """The final-result decoder ``opts`` asks for: None for greedy, else ``decoder`` if given
+    (built once by the caller, so a word LM is read once) or a new
+    :class:`asr.beam.BeamCTCDecoder` for ``opts.beam``."""
+    if opts.beam is None:
+        return None
+    if decoder is not None:
+        return decoder
+    from .beam import BeamCTCDecoder
+
+    return BeamCTCDecoder(rec.tokenizer, rec.step_s, opts.beam)
+
+
 def transcribe_utterances(rec, utts: Sequence[Utterance], opts: EvalOptions = EvalOptions(),
-                          progress: bool = False, desc: str = "eval") -> Tuple[list, List[float], Timing]:
+                          progress: bool = False, desc: str = "eval", decoder=None) -> Tuple[list, List[float], Timing]:
     """Transcribe ``utts`` -> (results in input order, audio durations in s, :class:`Timing`).
 
     Utterances are sorted by duration and decoded ``opts.batch_size`` at a time; audio of
     the next batch is read in a background thread meanwhile (not counted as compute).
+    ``decoder``: a beam decoder already built for ``opts.beam`` (see :func:`beam_decoder`).
     """
     import torch  # noqa: F401  (torch before soundfile, as elsewhere)
     from tqdm import tqdm
 
     opts.check()
-    beam = None
-    if opts.beam is not None:
-        from .beam import BeamCTCDecoder
-
-        beam = BeamCTCDecoder(rec.tokenizer, rec.step_s, opts.beam)
+    beam = beam_decoder(rec, opts, decoder)
     order = sorted(range(len(utts)), key=lambda i: utts[i].duration)
     batches = [order[i : i + opts.batch_size] for i in range(0, len(order), opts.batch_size)]
     results: list = [None] * len(utts)
@@ -399,13 +409,15 @@ class SpeedResult:
         return d
 
 
-def measure_speed(rec, utts: Sequence[Utterance], opts: EvalOptions = EvalOptions(), progress: bool = False) -> SpeedResult:
+def measure_speed(rec, utts: Sequence[Utterance], opts: EvalOptions = EvalOptions(), progress: bool = False,
+                  decoder=None) -> SpeedResult:
     """Time one stream at a time (no batching) over ``utts`` on 1 thread, then on all cores."""
     rtf, cpu = {}, {}
     audio = 0.0
+    decoder = beam_decoder(rec, opts, decoder)
     for n in (1, all_cores()):
         o = replace(opts, batch_size=1, threads=n)
-        _, durs, t = transcribe_utterances(rec, utts, o, progress, desc=f"speed {n} thr")
+        _, durs, t = transcribe_utterances(rec, utts, o, progress, desc=f"speed {n} thr", decoder=decoder)
         audio = sum(durs)
         rtf[n], cpu[n] = t.wall_s / max(audio, 1e-9), t.cpu_s / max(audio, 1e-9)
     n = all_cores()
@@ -568,12 +580,14 @@ def _jsonable(d: dict) -> dict:
 
 def evaluate(rec, utts: Sequence[Utterance], opts: EvalOptions = EvalOptions(), *, model: str = "",
              inputs: Sequence[str] = (), speed_utts: int = 0, latency_utts: int = 0,
-             latency_chunk_ms: float = 160.0, progress: bool = False) -> EvalReport:
-    """Transcribe and score ``utts`` (from :func:`load_inputs`); optionally time speed and latency."""
+             latency_chunk_ms: float = 160.0, progress: bool = False, decoder=None) -> EvalReport:
+    """Transcribe and score ``utts`` (from :func:`load_inputs`); optionally time speed and latency.
+    ``decoder``: a beam decoder already built for ``opts.beam`` (see :func:`beam_decoder`)."""
     opts.check()
     if speed_utts < 0 or latency_utts < 0:
         raise ValueError("--speed-utts and --latency-utts must be 0 or more")
-    results, durs, timing = transcribe_utterances(rec, utts, opts, progress)
+    decoder = beam_decoder(rec, opts, decoder)
+    results, durs, timing = transcribe_utterances(rec, utts, opts, progress, decoder=decoder)
     refs = [normalize(u.text) for u in utts]
     hyps = [normalize(r.text) for r in results]
     scores = score_pairs(refs, hyps, normalise=False)
@@ -592,7 +606,7 @@ def evaluate(rec, utts: Sequence[Utterance], opts: EvalOptions = EvalOptions(), 
         groups=group_scores(per_utt), model_meta=_jsonable(getattr(rec, "meta", {}) or {}),
     )
     if speed_utts:
-        report.speed = measure_speed(rec, list(utts)[:speed_utts], opts, progress)
+        report.speed = measure_speed(rec, list(utts)[:speed_utts], opts, progress, decoder=decoder)
     if latency_utts:
         with torch_threads(opts.threads):
             report.latency = measure_latency(rec, list(utts)[:latency_utts], latency_chunk_ms, progress)
@@ -757,13 +771,11 @@ def _main(args) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
     utts = load_inputs(args.inputs, args.limit)
     rec = load_model(args.model)
-    if opts.beam is not None:  # fail before decoding anything when the backend or the LM is missing
-        from .beam import BeamCTCDecoder
-
-        BeamCTCDecoder(rec.tokenizer, rec.step_s, opts.beam)
+    # built (and the LM read) once, before decoding anything: a missing backend or LM fails here
+    decoder = beam_decoder(rec, opts)
     report = evaluate(rec, utts, opts, model=str(args.model), inputs=args.inputs, speed_utts=args.speed_utts,
                       latency_utts=args.latency_utts if args.latency else 0,
-                      latency_chunk_ms=args.latency_chunk_ms, progress=not args.quiet)
+                      latency_chunk_ms=args.latency_chunk_ms, progress=not args.quiet, decoder=decoder)
     path = write_outputs(report, args.out, args.worst) if args.out else None
     if args.json:
         print(json.dumps(report.summary(args.worst), ensure_ascii=False, indent=1), flush=True)

@@ -5,6 +5,7 @@ Usage::
     asr train --config recipes/synth/conf/gru.toml --exp exp/gru            # start or continue
     asr train --config recipes/synth/conf/gru.toml --exp exp/gru --set rnn_hidden=512 lr=1e-3
     torchrun --nproc-per-node 2 -m asr train --config ... --exp ...          # DDP (gloo on CPU, nccl on GPU)
+    asr train --config ... --exp exp/ft --set init_from=default lr=6e-4      # warm start from a model's weights
 
 Everything needed to continue is in ``EXP/last.pt`` (model, optimizer, scheduler,
 sampler position, random generator states, wall-clock spent); a run started again
@@ -58,6 +59,11 @@ class TrainConfig:
     aug_dir: str = "/work/data/synth/aug"  # noise / room-response material for asr.augment ("" = synthetic only)
     max_utt_seconds: float = 16.0  # longer training utterances are skipped
     valid_max_utts: int = 400  # dev utterances scored per epoch (first N)
+    # ---- warm start ----
+    init_from: str = ""  # a new run starts from these weights: "default" (the bundled model) or a checkpoint
+    # path. Tokenizer, normalisation stats and model shape come from it (the model options below must
+    # match it; dropout is taken from this config); optimizer and schedule start fresh (lr warm-up).
+    # For fine-tuning, or a warm restart when a run's last.pt is lost. Ignored when EXP/last.pt resumes.
     # ---- units ----
     units: str = "bpe"  # "char" or "bpe" (sentencepiece, trained on the training texts)
     bpe_vocab: int = 256  # BPE pieces incl. blank; fewer tokens per second than characters, so stride 4 fits
@@ -236,7 +242,7 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
     dev_utts = read_manifest(cfg.dev_manifest)[: cfg.valid_max_utts] if cfg.dev_manifest else []
     extra_dev = {Path(p).stem: read_manifest(p) for p in cfg.extra_dev}
 
-    resume = None
+    resume = init = None
     if last_path.exists() and not restart:
         try:
             resume = torch.load(last_path, map_location="cpu", weights_only=True)
@@ -250,6 +256,9 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
                        if k in saved_cfg and _norm(saved_cfg[k]) != _norm(v)}
             if changed:
                 print(f"asr train: resuming with changed options: {changed}", file=sys.stderr)
+    elif cfg.init_from:
+        init = _load_init(cfg, fcfg)
+        tok = init.tokenizer
     elif cfg.units == "char":
         tok = CharTokenizer()
     elif cfg.units == "bpe":
@@ -258,9 +267,16 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
         raise ValueError(f"units must be 'char' or 'bpe', got {cfg.units!r}")
 
     torch.manual_seed(cfg.seed)
-    mcfg = _model_config(cfg, tok.vocab_size, fcfg.n_mels) if resume is None else ModelConfig(**resume["config"])
+    if resume is not None:
+        mcfg = ModelConfig(**resume["config"])
+    elif init is not None:
+        mcfg = dataclasses.replace(init.model.cfg, dropout=cfg.dropout)
+    else:
+        mcfg = _model_config(cfg, tok.vocab_size, fcfg.n_mels)
     model = CTCModel(mcfg).to(device)
-    if resume is None:
+    if init is not None:
+        model.load_state_dict(init.model.state_dict())  # incl. the normalisation stats
+    elif resume is None:
         mean, std = compute_cmvn(train_utts, logmel, cfg.cmvn_utts, cfg.seed)
         model.cmvn.set_stats(mean, std)
     step_s = mcfg.subsampling * fcfg.frame_shift_s
@@ -269,6 +285,8 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     state = {"epoch": 0, "batch": 0, "step": 0, "wall_s": 0.0, "cpu_s": 0.0, "loader_cpu_s": 0.0, "audio_s": 0.0,
              "best_wer": None, "best_step": None}  # cpu_s: this process; loader_cpu_s: its data-loading workers
+    if init is not None:
+        state["init_from"] = _init_meta(cfg, init)  # kept in last.pt's progress, reported in every checkpoint
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
@@ -280,7 +298,8 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
                   f"step {state['step']}", file=sys.stderr)
     elif main_proc:
         log(type="start", config=asdict(cfg), params=model.num_params(), vocab=tok.vocab_size, world_size=world,
-            train_utts=len(train_utts), train_hours=sum(u.duration for u in train_utts) / 3600)
+            train_utts=len(train_utts), train_hours=sum(u.duration for u in train_utts) / 3600,
+            **({"init_from": _init_meta(cfg, init)} if init is not None else {}))
 
     ddp_model = model
     if world > 1:
@@ -519,6 +538,31 @@ def _set_rng_state(st: dict) -> None:
     random.setstate((version, tuple(pystate), pygauss))
 
 
+_SHAPE_OPTIONS = ("rnn_type", "rnn_layers", "rnn_hidden", "conv_channels", "conv_kernel", "conv_strides")
+
+
+def _load_init(cfg: TrainConfig, fcfg: FeatureConfig):
+    """The :class:`~asr.checkpoint.Recognizer` named by ``cfg.init_from``, checked against the config."""
+    from .checkpoint import load_model
+
+    init = load_model(cfg.init_from)
+    if init.features != fcfg:
+        raise ValueError(f"init_from={cfg.init_from!r}: its feature settings {asdict(init.features)} differ "
+                         f"from this trainer's {asdict(fcfg)}")
+    have = init.model.cfg.to_dict()
+    diff = {k: (getattr(cfg, k), have[k]) for k in _SHAPE_OPTIONS if _norm(getattr(cfg, k)) != _norm(have[k])}
+    if diff:
+        raise ValueError(f"init_from={cfg.init_from!r}: model options differ from the checkpoint's "
+                         f"(config, checkpoint): {diff}; set them to the checkpoint's values")
+    return init
+
+
+def _init_meta(cfg: TrainConfig, init) -> dict:
+    """Where a warm-started run came from: its name and the source's own training record."""
+    keep = ("step", "epoch", "cpu_hours", "loader_cpu_hours", "wall_hours", "audio_hours_seen", "dev", "init_from")
+    return {"model": cfg.init_from, **{k: init.meta[k] for k in keep if k in init.meta}}
+
+
 def _norm(v):
     return list(v) if isinstance(v, (tuple, list)) else v
 
@@ -533,6 +577,7 @@ def _meta(cfg, state, model) -> dict:
         "loader_cpu_hours": round(state["loader_cpu_s"] / 3600, 3),
         "audio_hours_seen": round(state["audio_s"] / 3600, 2),
         "params": model.num_params(),
+        **({"init_from": state["init_from"]} if state.get("init_from") else {}),
     }
 
 

@@ -419,3 +419,25 @@ def test_tune_lm_recipe(ckpt, manifest, tmp_path, capsys):
                       "--word-scores", "0", "--max-search-rtf", "0"]) == 1
     assert "no LM point has a search RTF of at most 0" in capsys.readouterr().out
     assert tune.main(["--model", ckpt, "--lm", str(tmp_path / "nope.arpa"), "--dev", manifest]) == 1
+
+
+def test_eval_reads_the_lm_once(tmp_path, ckpt, manifest, monkeypatch, capfd):
+    """`asr eval --decoder beam --lm` builds one decoder for decoding and the speed runs."""
+    pytest.importorskip("flashlight.lib.text.decoder")
+    import asr.beam
+    from asr.lm import build_arpa
+
+    lm = tmp_path / "lm.arpa"
+    build_arpa(["the cat sat", "a dog ran"] * 3, str(lm), order=2)
+    built = []
+
+    class Counting(asr.beam.BeamCTCDecoder):
+        def __init__(self, *a, **k):
+            built.append(1)
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(asr.beam, "BeamCTCDecoder", Counting)
+    assert cli_main(["eval", manifest, "--model", ckpt, "--decoder", "beam", "--lm", str(lm), "--quiet",
+                     "--speed-utts", "1", "--json"]) == 0
+    capfd.readouterr()
+    assert len(built) == 1

@@ -119,6 +119,33 @@ def test_best_checkpoint_loads(tiny_data, tmp_path):
     rec.transcribe(speechlike(1.0))  # runs
 
 
+def test_init_from_starts_from_the_checkpoint_weights(tiny_data, tmp_path):
+    """A warm start takes weights, normalisation stats and tokenizer from the checkpoint,
+    with a fresh optimizer; mismatched model options are refused."""
+    from asr.checkpoint import load_model
+
+    train(tiny_cfg(tiny_data, max_steps=4), str(tmp_path / "src"), progress=False)
+    src = tmp_path / "src" / "last.pt"
+    # lr=0 and no weight decay: the weights stay those of the source (the run still steps)
+    train(tiny_cfg(tiny_data, max_steps=2, init_from=str(src), lr=0.0, weight_decay=0.0), str(tmp_path / "warm"),
+          progress=False)
+    a, _ = params(src)
+    b, prog = params(tmp_path / "warm" / "last.pt")
+    assert prog["step"] == 2 and prog["init_from"]["step"] == 4
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert load_model(str(tmp_path / "warm" / "last.pt")).tokenizer.to_dict() == load_model(str(src)).tokenizer.to_dict()
+    start = json.loads(open(tmp_path / "warm" / "log.jsonl").readline())
+    assert start["init_from"]["model"] == str(src)
+    # a real step moves them, from the same start
+    train(tiny_cfg(tiny_data, max_steps=1, init_from=str(src), lr=0.01), str(tmp_path / "warm2"), progress=False)
+    c, _ = params(tmp_path / "warm2" / "last.pt")
+    assert not torch.equal(a["output.weight"], c["output.weight"])
+    with pytest.raises(ValueError, match="rnn_hidden"):
+        train(tiny_cfg(tiny_data, max_steps=1, init_from=str(src), rnn_hidden=48), str(tmp_path / "bad"),
+              progress=False)
+
+
 def _free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

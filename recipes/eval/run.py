@@ -206,10 +206,11 @@ def stage_project(sets, args, out: Path) -> None:
 
 def stage_project_decoder(sets, args, out: Path, decoder: str) -> None:
     from asr.checkpoint import load_model
-    from asr.evaluate import evaluate, load_inputs, write_outputs
+    from asr.evaluate import beam_decoder, evaluate, load_inputs, write_outputs
 
     rec = load_model(args.model)  # fails with a clear message before any work
     opts = eval_options(args, decoder)
+    beam = None  # built on first use (the LM is read once for all sets; not at all when all are cached)
     tag = system_tag(args.model, decoder, args.lm)
     mkey = file_key(args.model) if Path(args.model).is_file() else {"name": args.model, "meta": rec.meta}
     for name, manifest, _ in sets:
@@ -223,8 +224,10 @@ def stage_project_decoder(sets, args, out: Path, decoder: str) -> None:
             continue
         log(f"stage 2: {tag} on {name}")
         utts = load_inputs([manifest])
+        beam = beam_decoder(rec, opts, beam)
         report = evaluate(rec, utts, opts, model=args.model, inputs=[manifest], speed_utts=args.speed_utts,
-                          latency_utts=args.latency_utts, latency_chunk_ms=args.latency_chunk_ms, progress=True)
+                          latency_utts=args.latency_utts, latency_chunk_ms=args.latency_chunk_ms, progress=True,
+                          decoder=beam)
         write_outputs(report, d)
         s = report.score
         log(f"stage 2: {name}: WER {100 * s.wer:.2f}% CER {100 * s.cer:.2f}% RTF {report.rtf:.4f}")
