@@ -25,7 +25,8 @@ def read_log(path: Path):
     if path.is_dir():
         path = path / "log.jsonl"
     recs = [json.loads(l) for l in open(path) if l.strip()]
-    return path.parent.name, recs
+    # EXP/log.jsonl is named after its run directory; a kept copy (recipes/synth/logs/RUN.jsonl) after itself
+    return (path.parent.name if path.name == "log.jsonl" else path.stem), recs
 
 
 def main(argv=None) -> int:
