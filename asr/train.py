@@ -87,8 +87,9 @@ class TrainConfig:
     max_steps: int = 0  # stop after this many optimizer steps (0 = no limit)
     max_hours: float = 0.0  # stop after this many wall-clock hours in this invocation (0 = no limit)
     max_cpu_hours: float = 0.0  # stop when the run's total training-process CPU time reaches this (0 = no limit);
-    # a fair budget when several runs share the cores (data-loader workers are not counted in it:
-    # the log and checkpoints report their CPU time separately as loader_cpu_h / loader_cpu_hours)
+    # summed over DDP ranks, as the log's cpu_h is; a fair budget when several runs share the cores
+    # (data-loader workers are not counted in it: the log and checkpoints report their CPU time
+    # separately as loader_cpu_h / loader_cpu_hours)
     # ---- augmentation ----
     augment: bool = True  # waveform augmentation (asr.augment): speed, noise, reverb, gain, telephone band
     spec_augment: bool = True  # SpecAugment frequency/time masks
@@ -392,16 +393,22 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
                         loader_cpu_h=state["loader_cpu_s"] / 3600, audio_h=state["audio_s"] / 3600)
                     win_loss, win_tok, win_audio, win_t = 0.0, 0, 0.0, time.time()
                 state["wall_s"] = wall0 + time.time() - t_start
-                state["cpu_s"] = cpu0 + time.process_time() - cpu_start
-                state["loader_cpu_s"] = loader0 + children_cpu_seconds() - loader_start
-                if stop_signal.requested(world):
+                # every rank leaves the loop at the same step (one leaving alone would hang the
+                # others in their next collective): the signal and time-budget flags and the CPU
+                # clocks are agreed on, and the CPU seconds are the run's total over all ranks
+                sig, over_time, cpu_s, loader_s = _step_end_agreement(
+                    world, stop_signal.received is not None,
+                    bool(cfg.max_hours and time.time() - t_start > cfg.max_hours * 3600),
+                    time.process_time() - cpu_start, children_cpu_seconds() - loader_start)
+                state["cpu_s"], state["loader_cpu_s"] = cpu0 + cpu_s, loader0 + loader_s
+                if sig:
+                    stop_signal.received = stop_signal.received or "a signal to another rank"
                     signalled = True
                     break
                 if time.time() - last_ckpt > cfg.ckpt_minutes * 60:
                     save_last()
                     last_ckpt = time.time()
-                if (cfg.max_steps and state["step"] >= cfg.max_steps) or (
-                    cfg.max_hours and time.time() - t_start > cfg.max_hours * 3600) or (
+                if (cfg.max_steps and state["step"] >= cfg.max_steps) or over_time or (
                     cfg.max_cpu_hours and state["cpu_s"] > cfg.max_cpu_hours * 3600):
                     stop = True
                     break
@@ -499,21 +506,23 @@ class _StopOnSignal:
         self.received = signal.Signals(signum).name
         self.restore()
 
-    def requested(self, world: int) -> bool:
-        """True once any rank got a signal (all ranks agree, so none waits on a collective)."""
-        flag = self.received is not None
-        if world > 1:
-            t = torch.tensor([int(flag)])
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
-            flag = bool(t.item())
-            if flag and self.received is None:
-                self.received = "a signal to another rank"
-        return flag
-
     def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
+
+
+def _step_end_agreement(world: int, signalled: bool, over_time: bool, cpu_s: float,
+                        loader_cpu_s: float) -> tuple:
+    """What all ranks agree on at a step's end, with one collective:
+    ``(any rank signalled, any rank over its time budget, CPU seconds, loader CPU seconds)``,
+    the two clocks summed over ranks (each rank passes its own, since this invocation began).
+    On one process the inputs come back unchanged."""
+    if world == 1:
+        return signalled, over_time, cpu_s, loader_cpu_s
+    t = torch.tensor([float(signalled), float(over_time), cpu_s, loader_cpu_s], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return bool(t[0] > 0), bool(t[1] > 0), float(t[2]), float(t[3])
 
 
 def _rng_state() -> dict:

@@ -4,6 +4,7 @@ import glob
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +189,39 @@ def _ddp_sync_worker(rank, world, port, data_dir, exp, out_dir):
     finally:
         T.CTCModel = orig
     torch.save({k: v.detach().clone() for k, v in captured["m"].state_dict().items()}, Path(out_dir) / f"rank{rank}.pt")
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def test_ddp_ranks_stop_together_and_sum_their_cpu_time(tiny_data, tmp_path):
+    """Each rank gets a fake CPU clock, rank r's running (r + 1) s per step. A CPU budget of
+    7.5 s must stop both ranks after step 3 (3 + 6 s): judged on its own clock, rank 1 would
+    leave at step 4 and rank 0 at step 8, and the rank left behind would hang."""
+    import torch.multiprocessing as mp
+
+    exp = tmp_path / "ddp_cpu"
+    ctx = mp.spawn(_ddp_cpu_worker, args=(2, _free_port(), str(tiny_data), str(exp)), nprocs=2, join=False)
+    deadline = time.time() + 240
+    while not ctx.join(timeout=5):
+        if time.time() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("the DDP ranks did not finish together (one waits on a collective)")
+    _, prog = params(exp / "last.pt")
+    assert prog["step"] == 3
+    assert prog["cpu_s"] == pytest.approx(9.0)  # the run's CPU time: both ranks' clocks summed
+
+
+def _ddp_cpu_worker(rank, world, port, data_dir, exp):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    import itertools
+
+    ticks = itertools.count()
+    time.process_time = lambda: float(next(ticks) * (rank + 1))  # this spawned process only
+    train(tiny_cfg(Path(data_dir), epochs=20, max_cpu_hours=7.5 / 3600), exp, progress=False)
     import torch.distributed as dist
 
     if dist.is_initialized():

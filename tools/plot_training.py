@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 
-XLABEL = {"cpu_h": "CPU-hours (training process)", "wall_h": "wall-clock hours",
+XLABEL = {"cpu_h": "CPU-hours (training processes)", "wall_h": "wall-clock hours",
           "audio_h": "audio hours seen", "step": "optimizer steps"}
 
 
