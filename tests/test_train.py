@@ -189,10 +189,7 @@ def _ddp_sync_worker(rank, world, port, data_dir, exp, out_dir):
     finally:
         T.CTCModel = orig
     torch.save({k: v.detach().clone() for k, v in captured["m"].state_dict().items()}, Path(out_dir) / f"rank{rank}.pt")
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    _leave_process_group()
 
 
 def test_ddp_ranks_stop_together_and_sum_their_cpu_time(tiny_data, tmp_path):
@@ -222,9 +219,16 @@ def _ddp_cpu_worker(rank, world, port, data_dir, exp):
     ticks = itertools.count()
     time.process_time = lambda: float(next(ticks) * (rank + 1))  # this spawned process only
     train(tiny_cfg(Path(data_dir), epochs=20, max_cpu_hours=7.5 / 3600), exp, progress=False)
+    _leave_process_group()
+
+
+def _leave_process_group():
+    """Both ranks leave together: a rank that tears down its connections while the other is
+    still using them can abort it ("terminate called without an active exception")."""
     import torch.distributed as dist
 
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
