@@ -430,7 +430,7 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
                 log(type="valid", step=state["step"], epoch=epoch, partial_epoch=partial_epoch, dev=res,
                     **{k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in extra.items()},
                     wall_h=state["wall_s"] / 3600, cpu_h=state["cpu_s"] / 3600,
-                    loader_cpu_h=state["loader_cpu_s"] / 3600)
+                    loader_cpu_h=state["loader_cpu_s"] / 3600, audio_h=state["audio_s"] / 3600)
                 print(f"epoch {epoch}: dev loss {res['loss']:.3f} WER {res['wer']:.3f} CER {res['cer']:.3f}  "
                       + "  ".join(f"{k} WER {v['wer']:.3f}" for k, v in extra.items()), file=sys.stderr)
                 if state["best_wer"] is None or res["wer"] < state["best_wer"]:

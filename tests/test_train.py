@@ -298,6 +298,19 @@ def test_plot_training_reads_logs(tiny_data, tmp_path, capsys):
     assert all(0 <= float(r[6]) <= 2 and 0 <= float(r[7]) <= 2 for r in rows)  # dev WER, CER columns
 
 
+def test_plot_training_places_validations_on_the_chosen_axis():
+    """A validation record without the chosen quantity (older logs: no audio_h) is placed by
+    the training records' value at its step, not by another quantity."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plot_training", ROOT / "tools" / "plot_training.py")
+    plot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot)
+    tr = [{"step": 100, "audio_h": 10.0, "wall_h": 0.5}, {"step": 200, "audio_h": 20.0, "wall_h": 1.0}]
+    assert plot._valid_x({"step": 150, "wall_h": 0.8}, tr, "audio_h") == pytest.approx(15.0)
+    assert plot._valid_x({"step": 150, "audio_h": 16.0}, tr, "audio_h") == 16.0
+
+
 def test_children_cpu_clock_counts_live_and_finished_workers():
     """The training log's loader_cpu_h: CPU time of child processes, seen while they run
     (data-loading workers live for an epoch) and after they exit."""

@@ -16,6 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 
 XLABEL = {"cpu_h": "CPU-hours (training processes)", "wall_h": "wall-clock hours",
           "audio_h": "audio hours seen", "step": "optimizer steps"}
@@ -54,7 +56,7 @@ def main(argv=None) -> int:
         if tr:
             axes[0].plot([r[args.x] for r in tr], [r["loss"] for r in tr], label=name)
         if va:
-            xs = [r.get(args.x, r.get("wall_h")) for r in va]
+            xs = [_valid_x(r, tr, args.x) for r in va]
             axes[1].plot(xs, [r["dev"]["wer"] for r in va], marker="o", label=name)
             axes[2].plot(xs, [r["dev"]["cer"] for r in va], marker="o", label=name)
             for ax, n in zip(axes[3:], extra_names):
@@ -78,6 +80,19 @@ def main(argv=None) -> int:
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
     return 0
+
+
+def _valid_x(rec: dict, train_recs: list, key: str) -> float:
+    """A validation record's x: its own value when it has one, else the training records'
+    value interpolated at its step (validation records of older logs carry no audio_h, and
+    none before session 5 a cpu_h), never another quantity under the wrong label."""
+    if key in rec:
+        return rec[key]
+    pts = [(r["step"], r[key]) for r in train_recs if key in r]
+    if not pts:
+        raise SystemExit(f"plot_training: the log has no {key!r} to place validations by")
+    steps, vals = zip(*pts)
+    return float(np.interp(rec["step"], steps, vals))
 
 
 if __name__ == "__main__":
