@@ -155,12 +155,23 @@ def _free_port():
     return port
 
 
-def test_ddp_two_processes_stay_in_sync(tiny_data, tmp_path):
+def _run_two_ranks(worker, *args, timeout_s: float = 240):
+    """Runs ``worker(rank, 2, port, *args)`` in two processes; fails, instead of hanging, when
+    they do not finish together within ``timeout_s`` (one rank waiting on a collective)."""
     import torch.multiprocessing as mp
 
-    port = _free_port()
+    ctx = mp.spawn(worker, args=(2, _free_port(), *args), nprocs=2, join=False)
+    deadline = time.time() + timeout_s
+    while not ctx.join(timeout=5):
+        if time.time() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("the DDP ranks did not finish together (one waits on a collective)")
+
+
+def test_ddp_two_processes_stay_in_sync(tiny_data, tmp_path):
     exp = str(tmp_path / "ddp")
-    mp.spawn(_ddp_sync_worker, args=(2, port, str(tiny_data), exp, str(tmp_path)), nprocs=2, join=True)
+    _run_two_ranks(_ddp_sync_worker, str(tiny_data), exp, str(tmp_path))
     p0 = torch.load(tmp_path / "rank0.pt")
     p1 = torch.load(tmp_path / "rank1.pt")
     assert p0.keys() == p1.keys()
@@ -171,8 +182,7 @@ def test_ddp_two_processes_stay_in_sync(tiny_data, tmp_path):
 
 
 def _ddp_sync_worker(rank, world, port, data_dir, exp, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
+    _rank_env(rank, world, port)
     import asr.train as T
 
     captured = {}
@@ -196,30 +206,27 @@ def test_ddp_ranks_stop_together_and_sum_their_cpu_time(tiny_data, tmp_path):
     """Each rank gets a fake CPU clock, rank r's running (r + 1) s per step. A CPU budget of
     7.5 s must stop both ranks after step 3 (3 + 6 s): judged on its own clock, rank 1 would
     leave at step 4 and rank 0 at step 8, and the rank left behind would hang."""
-    import torch.multiprocessing as mp
-
     exp = tmp_path / "ddp_cpu"
-    ctx = mp.spawn(_ddp_cpu_worker, args=(2, _free_port(), str(tiny_data), str(exp)), nprocs=2, join=False)
-    deadline = time.time() + 240
-    while not ctx.join(timeout=5):
-        if time.time() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("the DDP ranks did not finish together (one waits on a collective)")
+    _run_two_ranks(_ddp_cpu_worker, str(tiny_data), str(exp))
     _, prog = params(exp / "last.pt")
     assert prog["step"] == 3
     assert prog["cpu_s"] == pytest.approx(9.0)  # the run's CPU time: both ranks' clocks summed
 
 
 def _ddp_cpu_worker(rank, world, port, data_dir, exp):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
+    _rank_env(rank, world, port)
     import itertools
 
     ticks = itertools.count()
     time.process_time = lambda: float(next(ticks) * (rank + 1))  # this spawned process only
     train(tiny_cfg(Path(data_dir), epochs=20, max_cpu_hours=7.5 / 3600), exp, progress=False)
     _leave_process_group()
+
+
+def _rank_env(rank, world, port):
+    """The environment torchrun gives a rank, which ``train`` reads to join the process group."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
 
 
 def _leave_process_group():
@@ -278,13 +285,19 @@ def test_last_checkpoint_is_a_loadable_model(tiny_data, tmp_path):
     assert rec.model.num_params() > 0
 
 
-def test_plot_training_reads_logs(tiny_data, tmp_path, capsys):
-    """tools/plot_training.py turns two runs' log.jsonl into a PNG and a table, on every x axis."""
+def _plot_tool():
+    """tools/plot_training.py as a module (tools/ is not a package)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("plot_training", ROOT / "tools" / "plot_training.py")
     plot = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(plot)
+    return plot
+
+
+def test_plot_training_reads_logs(tiny_data, tmp_path, capsys):
+    """tools/plot_training.py turns two runs' log.jsonl into a PNG and a table, on every x axis."""
+    plot = _plot_tool()
     train(tiny_cfg(tiny_data, epochs=2), str(tmp_path / "a"), progress=False)
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "log.jsonl").write_text((tmp_path / "a" / "log.jsonl").read_text())
@@ -301,11 +314,7 @@ def test_plot_training_reads_logs(tiny_data, tmp_path, capsys):
 def test_plot_training_places_validations_on_the_chosen_axis():
     """A validation record without the chosen quantity (older logs: no audio_h) is placed by
     the training records' value at its step, not by another quantity."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("plot_training", ROOT / "tools" / "plot_training.py")
-    plot = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(plot)
+    plot = _plot_tool()
     tr = [{"step": 100, "audio_h": 10.0, "wall_h": 0.5}, {"step": 200, "audio_h": 20.0, "wall_h": 1.0}]
     assert plot._valid_x({"step": 150, "wall_h": 0.8}, tr, "audio_h") == pytest.approx(15.0)
     assert plot._valid_x({"step": 150, "audio_h": 16.0}, tr, "audio_h") == 16.0
