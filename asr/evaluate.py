@@ -57,8 +57,9 @@ __all__ = [
     "register", "GROUP_FIELDS",
 ]
 
-#: manifest fields a report is broken down by (when they take at least two values)
-GROUP_FIELDS = ("set", "voice", "engine", "speaker")
+#: manifest fields a report is broken down by (when they take at least two values); "length" is the
+#: reference length in words (buckets of ``length_bucket``, per set when there are several sets)
+GROUP_FIELDS = ("set", "voice", "engine", "speaker", "length")
 
 
 # ---------------------------------------------------------------------------- scoring
@@ -560,11 +561,28 @@ class EvalReport:
         }
 
 
+def length_bucket(words: int) -> str:
+    """Reference-length bucket: "1 word", "2 words", "3-5 words", "6+ words" ("0 words" for empty)."""
+    if words <= 2:
+        return f"{words} word" + ("" if words == 1 else "s")
+    return "3-5 words" if words <= 5 else "6+ words"
+
+
+def _group_value(u: UttResult, key: str, several_sets: bool) -> str:
+    if key == "set":
+        return str(u.set)
+    if key == "length":  # isolated words behave unlike sentences (no context, CTC insertions)
+        b = length_bucket(u.score.ref_words)
+        return f"{u.set}: {b}" if several_sets else b
+    return str(u.fields.get(key, "(none)"))
+
+
 def group_scores(utts: Sequence[UttResult], keys: Iterable[str] = GROUP_FIELDS) -> Dict[str, Dict[str, Score]]:
     """Scores per value of each field in ``keys`` that takes at least two values."""
     out: Dict[str, Dict[str, Score]] = {}
+    several_sets = len({u.set for u in utts}) > 1
     for key in keys:
-        vals = [str(u.set if key == "set" else u.fields.get(key, "(none)")) for u in utts]
+        vals = [_group_value(u, key, several_sets) for u in utts]
         if len(set(vals)) < 2:
             continue
         g: Dict[str, Score] = {}
@@ -786,7 +804,7 @@ def _main(args) -> int:
           f"CER {100 * s.cer:.2f}% | RTF {report.rtf:.4f} wall, {report.cpu_rtf:.4f} CPU ({_threads(report.threads)}, batched)")
     for key, g in report.groups.items():
         items = list(g.items())
-        if len(items) > 8:
+        if len(items) > 8 and key != "length":  # length buckets are few (4 per set): all shown
             items = sorted(items, key=lambda kv: -kv[1].wer)[:5]
             print(f"  by {key} ({len(g)} values; worst): " + ", ".join(f"{v} {100 * sc.wer:.1f}%" for v, sc in items))
         else:

@@ -10,8 +10,8 @@ import torch
 from asr.cli import main as cli_main
 from asr.data import ManifestError
 from asr.decoding import greedy_decode
-from asr.evaluate import (EvalOptions, Score, alignment_text, evaluate, load_inputs, measure_latency,
-                          read_librispeech_dir, score, score_pairs)
+from asr.evaluate import (EvalOptions, Score, UttResult, alignment_text, evaluate, group_scores, length_bucket,
+                          load_inputs, measure_latency, read_librispeech_dir, score, score_pairs)
 
 from conftest import make_recognizer, speechlike
 
@@ -271,6 +271,21 @@ def test_latency_with_fake_clock(ckpt, manifest):
     assert d["words"] == n_words and d["final_p95_s"] == 0.0
 
 
+def test_length_groups_bucket_reference_words_per_set():
+    assert [length_bucket(n) for n in (0, 1, 2, 3, 5, 6, 40)] == \
+        ["0 words", "1 word", "2 words", "3-5 words", "3-5 words", "6+ words", "6+ words"]
+
+    def utt(set_, ref, hyp):
+        return UttResult(id=ref, set=set_, audio="", duration=1.0, ref=ref, hyp=hyp, score=score([ref], [hyp]))
+
+    one = [utt("a", "yes", "yes no"), utt("a", "hello there", "hello there"), utt("a", "one two three", "one two")]
+    g = group_scores(one, keys=("length",))["length"]
+    assert list(g) == ["1 word", "2 words", "3-5 words"]
+    assert (g["1 word"].insertions, g["2 words"].errors, g["3-5 words"].deletions) == (1, 0, 1)
+    g = group_scores(one + [utt("b", "yes", "yes")], keys=("length",))["length"]
+    assert set(g) == {"a: 1 word", "a: 2 words", "a: 3-5 words", "b: 1 word"}
+
+
 # ------------------------------------------------------------------ CLI
 def test_cli_json(ckpt, manifest, capsys):
     assert cli_main(["eval", manifest, "--model", ckpt, "--json", "--quiet", "--chunk-ms", "160",
@@ -280,8 +295,12 @@ def test_cli_json(ckpt, manifest, capsys):
     assert out["ref_words"] == 2 + 4 + 4 + 5  # "it's forty two degrees" after normalisation
     assert out["wer"] == pytest.approx(100 * (out["substitutions"] + out["deletions"] + out["insertions"])
                                        / out["ref_words"], abs=0.01)
-    assert set(out["groups"]) == {"voice"}  # engine and set take one value only
+    assert set(out["groups"]) == {"voice", "length"}  # engine and set take one value only
     assert out["groups"]["voice"]["v1"]["utterances"] == 2
+    by_len = out["groups"]["length"]  # reference lengths 2, 4, 4, 5 words
+    assert set(by_len) == {"2 words", "3-5 words"}
+    assert (by_len["2 words"]["utterances"], by_len["3-5 words"]["utterances"]) == (1, 3)
+    assert by_len["3-5 words"]["ref_words"] == 13
     assert out["speed"]["utterances"] == 1 and out["speed"]["rtf_1_thread"] > 0
     assert out["speed"]["cpu_rtf_1_thread"] > 0 and out["cpu_rtf"] > 0 and out["rtf"] > 0
     assert out["latency"] is None and out["options"]["chunk_ms"] == 160
@@ -336,6 +355,9 @@ def test_recipe_run_end_to_end(ckpt, manifest, tmp_path, capsys):
     assert ("| tiny16 | 3 | 0.0 | PocketSphinx 5 |" in table) == has_ps
     data = json.loads((tmp_path / "exp" / "comparison.json").read_text())
     assert data["sets"]["tiny16"]["project"]["utterances"] == 3
+    by_len = data["sets"]["tiny16"]["by_length"]
+    assert sum(b["project (greedy)"]["utterances"] for b in by_len.values()) == 3
+    assert "## WER by reference length" in table
     capsys.readouterr()
     assert run.main(argv) == 0  # second run: everything cached
     err = capsys.readouterr().err
@@ -384,6 +406,8 @@ def test_recipe_reuses_earlier_baseline_run(ckpt, manifest, tmp_path, capsys):
                      "--stage", "3"]) == 0
     table = (tmp_path / "exp" / "comparison.md").read_text()
     assert "| tiny | 4 | 0.1 | PocketSphinx 5 | 0.00 | 0.00 | 0/0/0 | 0.250 / 0.200 |" in table
+    # WER by reference length ("Hello, world!": 2 words; the others 4, 4 and 5)
+    assert "| tiny | 2 words | 1 | 0.00 |" in table and "| tiny | 3-5 words | 3 | 0.00 |" in table
 
 
 def test_tune_lm_recipe(ckpt, manifest, tmp_path, capsys):
