@@ -54,6 +54,9 @@ class TrainConfig:
 
     # ---- data ----
     train_manifest: str = "/work/data/synth/train.jsonl"  # JSON-lines manifest (audio, text, duration)
+    extra_train: Tuple[str, ...] = ()  # more training manifests, pooled with train_manifest (e.g. the
+    # corpus recipe's train_short.jsonl of 1-2 word utterances); BPE and normalisation stats of a new
+    # run are computed over the pool
     dev_manifest: str = "/work/data/synth/dev.jsonl"  # model selection: lowest greedy WER here
     extra_dev: Tuple[str, ...] = ()  # more manifests scored each epoch (reported only, never selected on)
     aug_dir: str = "/work/data/synth/aug"  # noise / room-response material for asr.augment ("" = synthetic only)
@@ -239,7 +242,7 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
 
     fcfg = FeatureConfig()
     logmel = LogMel(fcfg)
-    train_utts = [u for u in read_manifest(cfg.train_manifest) if u.text]
+    train_utts = [u for m in (cfg.train_manifest, *cfg.extra_train) for u in read_manifest(m) if u.text]
     dev_utts = read_manifest(cfg.dev_manifest)[: cfg.valid_max_utts] if cfg.dev_manifest else []
     extra_dev = {Path(p).stem: read_manifest(p) for p in cfg.extra_dev}
 
@@ -579,6 +582,7 @@ def _norm(v):
 def _meta(cfg, state, model) -> dict:
     return {
         "train_manifest": cfg.train_manifest,
+        **({"extra_train": list(cfg.extra_train)} if cfg.extra_train else {}),
         "step": state["step"],
         "epoch": state["epoch"],
         "wall_hours": round(state["wall_s"] / 3600, 3),

@@ -134,6 +134,25 @@ def test_split_pools_disjoint_and_deterministic():
     assert prepare.split_pools(items, seed=8, dev_frac=0.05, test_frac=0.1)["dev"] != pools["dev"]
 
 
+def test_short_pool_cuts_one_and_two_word_items_from_training_text():
+    train = ["the cat sat on the mat", "the dog sat on a log", "a cat ran", "zebra quietly left"]
+    pool = prepare.short_pool(train, n_items=400, seed=7)
+    assert pool == prepare.short_pool(train, n_items=400, seed=7)  # deterministic under the seed
+    assert pool != prepare.short_pool(train, n_items=400, seed=8)
+    assert len(pool) == 400 and all(norm == speak for norm, speak in pool)
+    texts = [norm for norm, _ in pool]
+    ones = [t for t in texts if len(t.split()) == 1]
+    twos = [t.split() for t in texts if len(t.split()) == 2]
+    assert len(ones) + len(twos) == 400 and 0.5 < len(ones) / 400 < 0.8  # one_word_share 0.65
+    # single words: training types seen twice or more, two letters or more ("a" and "zebra" are not)
+    assert set(ones) == {"the", "cat", "sat", "on"}
+    # pairs: consecutive words of one training sentence
+    pairs = {(s.split()[k], s.split()[k + 1]) for s in train for k in range(len(s.split()) - 1)}
+    assert all(tuple(p) in pairs for p in twos) and len({tuple(p) for p in twos}) > 5
+    with pytest.raises(ValueError):
+        prepare.short_pool(["solo"], n_items=3, seed=0)
+
+
 def test_text_stage_on_small_input(tmp_path, monkeypatch):
     fdir = tmp_path / "fortunes"
     fdir.mkdir()

@@ -120,6 +120,34 @@ def test_best_checkpoint_loads(tiny_data, tmp_path):
     rec.transcribe(speechlike(1.0))  # runs
 
 
+def test_extra_train_manifests_join_the_training_pool(tiny_data, tmp_path):
+    """extra_train utterances are trained on with the main manifest's (counted in the start record,
+    batched each epoch) and named in the checkpoint; a missing one is refused before any work."""
+    from asr.data import ManifestError
+
+    extra = tmp_path / "short.jsonl"
+    with open(extra, "w") as f:
+        for i in range(3):
+            p = tmp_path / f"short{i}.wav"
+            sf.write(p, speechlike(0.5, seed=300 + i), 16000, subtype="PCM_16")
+            f.write(json.dumps({"audio": str(p), "text": WORDS[i], "duration": 0.5}) + "\n")
+    exp = tmp_path / "e"
+    train(tiny_cfg(tiny_data, epochs=1, augment=False, extra_train=(str(extra),)), str(exp), progress=False)
+    logs = [json.loads(l) for l in open(exp / "log.jsonl")]
+    start = next(r for r in logs if r["type"] == "start")
+    assert start["train_utts"] == 12 + 3
+    base_hours = sum(0.8 + 0.1 * i for i in range(12)) / 3600
+    assert start["train_hours"] == pytest.approx(base_hours + 1.5 / 3600)
+    ck = torch.load(exp / "last.pt", map_location="cpu", weights_only=True)
+    assert ck["meta"]["extra_train"] == [str(extra)]
+    all_s = 12 * 0.8 + 0.1 * sum(range(12)) + 3 * 0.5
+    # one epoch = both manifests (frames count a little under the duration: <= 3 frames per utterance)
+    assert all_s - 15 * 0.03 <= ck["progress"]["audio_s"] <= all_s
+    with pytest.raises(ManifestError, match="missing.jsonl"):
+        train(tiny_cfg(tiny_data, extra_train=(str(tmp_path / "missing.jsonl"),)), str(tmp_path / "m"),
+              progress=False)
+
+
 def test_init_from_starts_from_the_checkpoint_weights(tiny_data, tmp_path):
     """A warm start takes weights, normalisation stats and tokenizer from the checkpoint,
     with a fresh optimizer; mismatched model options are refused."""

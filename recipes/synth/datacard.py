@@ -7,7 +7,7 @@ import os
 import shutil
 import time
 
-SPLITS = ["train", "dev", "test_heldout", "asterisk", "asterisk_letters"]
+SPLITS = ["train", "train_short", "dev", "test_heldout", "asterisk", "asterisk_letters"]
 
 LICENCES = [
     ("fortune-mod / fortunes (text)", "BSD-4-clause and various (Debian main); sentences only"),

@@ -2,8 +2,8 @@
 """Offline speech corpus recipe: synthetic training speech + held-out and real test sets.
 
 Usage:
-    python3 recipes/synth/prepare.py [--data-dir /work/data/synth] [--stage 0] [--stop-stage 8]
-                                     [--train-hours 40] [--dev-utts 400] [--test-utts 720]
+    python3 recipes/synth/prepare.py [--data-dir /work/data/synth] [--stage 0] [--stop-stage 9]
+                                     [--train-hours 40] [--short-hours 3] [--dev-utts 400] [--test-utts 720]
                                      [--seed 1234] [--jobs 2]
 
 Stages (each writes ``<data-dir>/.done/stageN`` when finished and is skipped afterwards;
@@ -21,6 +21,9 @@ delete the marker, or the stage's outputs, to redo it):
     7  data card -> ``DATA_CARD.md`` + ``data_card.json`` (copied to recipes/synth/DATA_CARD.md)
     8  word 3-gram LM of the training sentences (``asr lm``, interpolated Kneser-Ney) for the beam
        decoder -> ``lm/train_3gram.arpa`` (no dev or test text goes into it)
+    9  short training utterances: isolated words and word pairs cut from the training text pool,
+       --short-hours of them from the training engines -> ``train_short.jsonl`` (train with
+       ``--set extra_train='["<data-dir>/train_short.jsonl"]'``); rewrites the data card
 
 Manifests are JSON lines ``{"audio", "text", "duration", "voice", "engine"}``, written atomically.
 Audio is 16 kHz mono 16-bit PCM WAV. Work is parallel over ``--jobs`` processes; an interrupted
@@ -503,8 +506,53 @@ def stage8_lm(args) -> None:
     log(f"stage 8: {out}: {st.sentences} sentences, vocabulary {st.vocab}, n-grams {st.ngrams}")
 
 
+# --------------------------------------------------------------------------- stage 9
+def short_pool(sentences: list[str], n_items: int, seed: int, one_word_share: float = 0.65) -> list[tuple[str, str]]:
+    """Isolated words and two-word phrases cut from the *training* sentences (no dev/test text).
+
+    Single words are drawn uniformly from the training vocabulary (types seen at least twice,
+    two letters or more), so content words dominate rather than "the"; two-word phrases are
+    consecutive word pairs of a random training sentence. Returns ``n_items`` (text, text) pairs:
+    the normalised text is also what the engines read.
+    """
+    rng = random.Random(seed)
+    counts: dict[str, int] = {}
+    for s in sentences:
+        for w in s.split():
+            counts[w] = counts.get(w, 0) + 1
+    words = sorted(w for w, c in counts.items() if c >= 2 and len(w.replace("'", "")) >= 2)
+    multi = [s.split() for s in sentences if len(s.split()) >= 2]
+    if not words or not multi:
+        raise ValueError("short_pool: no training text to cut words from")
+    out = []
+    for _ in range(n_items):
+        if rng.random() < one_word_share:
+            text = rng.choice(words)
+        else:
+            ws = rng.choice(multi)
+            k = rng.randrange(len(ws) - 1)
+            text = f"{ws[k]} {ws[k + 1]}"
+        out.append((text, text))
+    return out
+
+
+def stage9_short(args) -> None:
+    """Short training utterances (1-2 words) from the training voices: the sentence pools start at
+    3 words, while prompts and commands (half of the Asterisk letters set) are single words."""
+    from datacard import write_data_card
+    from engines import training_voices
+    with open(os.path.join(args.data_dir, "text", "train.txt")) as f:
+        sentences = f.read().splitlines()
+    pool = short_pool(sentences, n_items=max(1000, int(args.short_hours * 3600 / 0.5)), seed=args.seed)
+    write_lines(os.path.join(args.data_dir, "text", "train_short.txt"), [n for n, _ in pool])
+    recs = generate(args, "train_short", pool, training_voices(), target_hours=args.short_hours)
+    write_jsonl(os.path.join(args.data_dir, "train_short.jsonl"), recs)
+    log(f"train_short.jsonl: {len(recs)} utterances, {sum(r['duration'] for r in recs) / 3600:.2f} h")
+    write_data_card(args.data_dir, os.path.join(HERE, "DATA_CARD.md"))  # stage 7 ran before this split existed
+
+
 STAGES = {0: stage0_install, 1: stage1_text, 2: stage2_train, 3: stage3_dev, 4: stage4_heldout,
-          5: stage5_asterisk, 6: stage6_aug, 7: stage7_card, 8: stage8_lm}
+          5: stage5_asterisk, 6: stage6_aug, 7: stage7_card, 8: stage8_lm, 9: stage9_short}
 
 
 def main(argv=None) -> None:
@@ -512,8 +560,10 @@ def main(argv=None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default="/work/data/synth")
     ap.add_argument("--stage", type=int, default=0)
-    ap.add_argument("--stop-stage", type=int, default=8)
+    ap.add_argument("--stop-stage", type=int, default=9)
     ap.add_argument("--train-hours", type=float, default=40.0)
+    ap.add_argument("--short-hours", type=float, default=3.0,
+                    help="hours of 1-2 word training utterances (stage 9)")
     ap.add_argument("--dev-utts", type=int, default=400)
     ap.add_argument("--test-utts", type=int, default=720)
     ap.add_argument("--rirs", type=int, default=300, help="number of simulated rooms (stage 6)")
