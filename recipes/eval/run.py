@@ -247,23 +247,18 @@ def length_table(sets, args, out: Path, data: dict) -> list:
     from the per-utterance files; also stored under ``data["sets"][SET]["by_length"]``."""
     from asr.evaluate import Score, length_bucket, score_pairs
 
-    systems = [(f"project ({decoder_label(args, d)})", out / system_tag(args.model, d, args.lm) / "{set}" /
-                "utterances.jsonl") for d in args.decoder] + [("PocketSphinx 5", out / "pocketsphinx" / "{set}" / "hyps.jsonl")]
+    # per-utterance files, each line with the normalised "ref" and "hyp"
+    systems = [(f"project ({decoder_label(args, d)})", out / system_tag(args.model, d, args.lm), "utterances.jsonl")
+               for d in args.decoder] + [("PocketSphinx 5", out / "pocketsphinx", "hyps.jsonl")]
     per_set, used = {}, []
     for name, _, _ in sets:
         per: dict = {}  # bucket -> system -> Score
-        for label, pattern in systems:
-            f = Path(str(pattern).replace("{set}", name))
+        for label, sys_dir, fname in systems:
+            f = sys_dir / name / fname
             if not f.exists():
                 continue
             recs = [json.loads(line) for line in open(f)]
-            if label == "PocketSphinx 5":
-                scores = score_pairs([r["ref"] for r in recs], [r["hyp"] for r in recs])
-            else:
-                scores = [Score(utterances=1, ref_words=r["ref_words"],
-                                hits=r["ref_words"] - r["substitutions"] - r["deletions"],
-                                substitutions=r["substitutions"], deletions=r["deletions"], insertions=r["insertions"],
-                                ref_chars=r["ref_chars"], char_errors=r["char_errors"]) for r in recs]
+            scores = score_pairs([r["ref"] for r in recs], [r["hyp"] for r in recs])
             for sc in scores:
                 b = per.setdefault(length_bucket(sc.ref_words), {})
                 b[label] = b.get(label, Score()) + sc
