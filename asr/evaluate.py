@@ -58,8 +58,9 @@ __all__ = [
 ]
 
 #: manifest fields a report is broken down by (when they take at least two values); "length" is the
-#: reference length in words (buckets of ``length_bucket``, per set when there are several sets)
-GROUP_FIELDS = ("set", "voice", "engine", "speaker", "length")
+#: reference length in words (buckets of ``length_bucket``, per set when there are several sets);
+#: "noise" is the added noise kind of sets made by tools/noisy_manifest.py
+GROUP_FIELDS = ("set", "voice", "engine", "speaker", "noise", "length")
 
 
 # ---------------------------------------------------------------------------- scoring

@@ -465,3 +465,35 @@ def test_eval_reads_the_lm_once(tmp_path, ckpt, manifest, monkeypatch, capfd):
                      "--speed-utts", "1", "--json"]) == 0
     capfd.readouterr()
     assert len(built) == 1
+
+
+def test_noisy_manifest_adds_noise_at_the_asked_snr(tmp_path):
+    """tools/noisy_manifest.py: same rows and lengths, noise at exactly --snr dB, reproducible by seed."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "noisy_manifest", Path(__file__).resolve().parents[1] / "tools" / "noisy_manifest.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    t = np.arange(16000) / 16000
+    recs = []
+    for i in range(4):
+        wav = tmp_path / f"u{i}.wav"
+        sf.write(wav, (0.1 * np.sin(2 * np.pi * (200 + 50 * i) * t)).astype(np.float32), 16000)
+        recs.append({"audio": str(wav), "text": f"word {i}", "duration": 1.0})
+    write_manifest(tmp_path / "m.jsonl", recs)
+    args = [str(tmp_path / "m.jsonl"), "--snr", "10", "--aug-dir", str(tmp_path / "none")]
+    assert tool.main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert tool.main(args + ["--out", str(tmp_path / "b")]) == 0
+    rows = [json.loads(line) for line in open(tmp_path / "a" / "a.jsonl")]
+    assert [r["text"] for r in rows] == [r["text"] for r in recs]
+    assert {r["noise"] for r in rows} <= {"white", "pink", "brown", "babble"}  # no music without aug dir
+    for r, rec in zip(rows, recs):
+        x, _ = sf.read(rec["audio"], dtype="float64")
+        y, _ = sf.read(r["audio"], dtype="float64")
+        assert len(y) == len(x)
+        snr = 10 * np.log10(np.mean(x ** 2) / np.mean((y - x) ** 2))
+        assert abs(snr - 10.0) < 0.2, snr
+        y2, _ = sf.read(r["audio"].replace(str(tmp_path / "a"), str(tmp_path / "b")), dtype="float64")
+        assert np.array_equal(y, y2)
