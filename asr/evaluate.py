@@ -831,7 +831,7 @@ def register(sub) -> None:
         "eval",
         help="word/character error rate, speed and latency on test sets",
         description="Evaluate a model on JSON-lines manifests and LibriSpeech-layout directories: WER/CER "
-                    "(normalised reference and hypothesis, jiwer), breakdowns by set/voice/engine/speaker, "
+                    "(normalised reference and hypothesis, jiwer), breakdowns by set/voice/engine/speaker/noise/reference length, "
                     "worst utterances, real-time factor and, with --latency, streaming latency.",
     )
     p.add_argument("inputs", nargs="+", metavar="MANIFEST_OR_DIR",
