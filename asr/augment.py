@@ -161,7 +161,17 @@ class Augmenter:
         y = np.fft.irfft(np.fft.rfft(x, nfft) * np.fft.rfft(rir, nfft), nfft)[: len(x)]
         return (y * (_rms(x) / _rms(y))).astype(np.float32)
 
-    def _noise_for(self, kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    def noise_kind(self, rng: np.random.Generator) -> str | None:
+        """Draw a noise kind by ``cfg.noise_weights`` among the available ones (None: none available)."""
+        kinds = ["white", "pink", "brown", "music", "babble"]
+        avail = [True, True, True, bool(self._music()), bool(self._babble_pool())]
+        w = np.array([wt if ok else 0.0 for wt, ok in zip(self.cfg.noise_weights, avail)])
+        if w.sum() <= 0:
+            return None
+        return kinds[int(rng.choice(len(kinds), p=w / w.sum()))]
+
+    def noise(self, kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` samples (float32, 16 kHz) of noise of ``kind`` (a random crop / babble mix; unscaled)."""
         if kind in ("white", "pink", "brown"):
             return _pad_or_crop(self._noise_bank()[kind], n, rng)
         if kind == "music":
@@ -176,14 +186,11 @@ class Augmenter:
         return out
 
     def add_noise(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        kinds = ["white", "pink", "brown", "music", "babble"]
-        avail = [True, True, True, bool(self._music()), bool(self._babble_pool())]
-        w = np.array([wt if ok else 0.0 for wt, ok in zip(self.cfg.noise_weights, avail)])
-        if w.sum() <= 0:
+        kind = self.noise_kind(rng)
+        if kind is None:
             return x
-        kind = kinds[int(rng.choice(len(kinds), p=w / w.sum()))]
         snr = rng.uniform(*self.cfg.snr_db)
-        noise = self._noise_for(kind, len(x), rng)
+        noise = self.noise(kind, len(x), rng)
         scale = _rms(x) / (_rms(noise) * 10 ** (snr / 20))
         return (x + scale * noise).astype(np.float32)
 

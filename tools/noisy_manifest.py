@@ -47,7 +47,6 @@ def main(argv=None) -> int:
     cfg = replace(AugmentConfig(), snr_db=(args.snr, args.snr))
     aug = Augmenter(cfg, args.aug_dir if Path(args.aug_dir).is_dir() else None,
                     babble_paths=[r["audio"] for r in rows])
-    kinds = ["white", "pink", "brown", "music", "babble"]
     rng = np.random.default_rng(args.seed)
     manifest = out / f"{out.name}.jsonl"
     with open(manifest, "w") as f:
@@ -55,11 +54,8 @@ def main(argv=None) -> int:
             x, sr = read_audio(r["audio"])
             if sr != SR:
                 raise SystemExit(f"{r['audio']}: {sr} Hz, expected {SR}")
-            # the kind is drawn here (same weights as training) so it can be recorded
-            avail = [True, True, True, bool(aug._music()), len(rows) > 1]
-            w = np.array([wt if ok else 0.0 for wt, ok in zip(cfg.noise_weights, avail)])
-            kind = kinds[int(rng.choice(len(kinds), p=w / w.sum()))]
-            noise = aug._noise_for(kind, len(x), rng)
+            kind = aug.noise_kind(rng)  # same weights as training
+            noise = aug.noise(kind, len(x), rng)
             scale = np.sqrt(np.mean(x ** 2) + 1e-12) / (np.sqrt(np.mean(noise ** 2) + 1e-12) * 10 ** (args.snr / 20))
             y = x + scale * noise
             peak = float(np.max(np.abs(y)))
