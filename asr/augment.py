@@ -36,7 +36,7 @@ from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["AugmentConfig", "Augmenter"]
+__all__ = ["AugmentConfig", "Augmenter", "mix_at_snr"]
 
 SR = 16000
 
@@ -72,6 +72,12 @@ def _pad_or_crop(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
 
 def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
+
+
+def mix_at_snr(x: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``x + noise`` (same length), the noise scaled to sit ``snr_db`` dB below ``x`` in RMS; float32."""
+    scale = _rms(x) / (_rms(noise) * 10 ** (snr_db / 20))
+    return (x + scale * noise).astype(np.float32)
 
 
 class Augmenter:
@@ -190,9 +196,7 @@ class Augmenter:
         if kind is None:
             return x
         snr = rng.uniform(*self.cfg.snr_db)
-        noise = self.noise(kind, len(x), rng)
-        scale = _rms(x) / (_rms(noise) * 10 ** (snr / 20))
-        return (x + scale * noise).astype(np.float32)
+        return mix_at_snr(x, self.noise(kind, len(x), rng), snr)
 
     def telephone(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         from scipy.signal import butter, sosfilt

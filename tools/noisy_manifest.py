@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from asr.audio import read_audio  # noqa: E402
-from asr.augment import SR, AugmentConfig, Augmenter  # noqa: E402
+from asr.augment import SR, AugmentConfig, Augmenter, mix_at_snr  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -44,8 +43,7 @@ def main(argv=None) -> int:
         ap.error(f"{args.manifest}: no utterances")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = replace(AugmentConfig(), snr_db=(args.snr, args.snr))
-    aug = Augmenter(cfg, args.aug_dir if Path(args.aug_dir).is_dir() else None,
+    aug = Augmenter(AugmentConfig(), args.aug_dir if Path(args.aug_dir).is_dir() else None,
                     babble_paths=[r["audio"] for r in rows])
     rng = np.random.default_rng(args.seed)
     manifest = out / f"{out.name}.jsonl"
@@ -55,14 +53,12 @@ def main(argv=None) -> int:
             if sr != SR:
                 raise SystemExit(f"{r['audio']}: {sr} Hz, expected {SR}")
             kind = aug.noise_kind(rng)  # same weights as training
-            noise = aug.noise(kind, len(x), rng)
-            scale = np.sqrt(np.mean(x ** 2) + 1e-12) / (np.sqrt(np.mean(noise ** 2) + 1e-12) * 10 ** (args.snr / 20))
-            y = x + scale * noise
+            y = mix_at_snr(x, aug.noise(kind, len(x), rng), args.snr)
             peak = float(np.max(np.abs(y)))
             if peak > 0.99:  # keep within full scale without clipping
                 y = y * (0.99 / peak)
             path = out / f"{i:05d}.wav"
-            sf.write(path, y.astype(np.float32), SR, subtype="PCM_16")
+            sf.write(path, y, SR, subtype="PCM_16")
             f.write(json.dumps({**r, "audio": str(path), "noise": kind, "snr_db": args.snr}) + "\n")
     print(f"wrote {len(rows)} utterances to {manifest}")
     return 0
