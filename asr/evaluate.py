@@ -789,10 +789,10 @@ def _main(args) -> int:
         if getattr(args, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
     utts = load_inputs(args.inputs, args.limit)
-    rec = load_model(args.model)
+    rec = load_model(args.model, int8=args.int8)
     # built (and the LM read) once, before decoding anything: a missing backend or LM fails here
     decoder = beam_decoder(rec, opts)
-    report = evaluate(rec, utts, opts, model=str(args.model), inputs=args.inputs, speed_utts=args.speed_utts,
+    report = evaluate(rec, utts, opts, model=str(args.model) + ("-int8" if args.int8 else ""), inputs=args.inputs, speed_utts=args.speed_utts,
                       latency_utts=args.latency_utts if args.latency else 0,
                       latency_chunk_ms=args.latency_chunk_ms, progress=not args.quiet, decoder=decoder)
     path = write_outputs(report, args.out, args.worst) if args.out else None
@@ -826,6 +826,7 @@ def _main(args) -> int:
 
 def register(sub) -> None:
     from .beam import add_decoder_arguments
+    from .checkpoint import add_int8_argument
 
     p = sub.add_parser(
         "eval",
@@ -839,6 +840,7 @@ def register(sub) -> None:
     p.add_argument("--model", default="default", help="bundled model name or checkpoint path (default: %(default)s)")
     p.add_argument("--chunk-ms", type=float, default=None, metavar="N",
                    help="feed audio to the streams in chunks of N ms (default: whole utterances; same output)")
+    add_int8_argument(p)
     add_decoder_arguments(p)
     p.add_argument("--batch-size", type=int, default=16, metavar="N",
                    help="streams decoded together (default: %(default)s)")

@@ -47,7 +47,7 @@ def _main(args) -> int:
     if args.chunk_ms is not None and args.chunk_ms <= 0:
         raise ValueError(f"--chunk-ms must be positive, got {args.chunk_ms}")
     check_decoder_arguments(args)
-    rec = load_model(args.model)
+    rec = load_model(args.model, int8=args.int8)
     decoder = decoder_from_arguments(args, rec)
     failures = 0
     for path in args.files:
@@ -68,6 +68,7 @@ def _main(args) -> int:
 
 def register(sub) -> None:
     from .beam import add_decoder_arguments
+    from .checkpoint import add_int8_argument
 
     p = sub.add_parser(
         "transcribe",
@@ -81,5 +82,6 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true",
                    help='one JSON object per file: {"audio", "text", "words": [{"word","start","end","conf"}], "duration", "rtf"}')
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    add_int8_argument(p)
     add_decoder_arguments(p)
     p.set_defaults(func=_main)

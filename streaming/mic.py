@@ -25,6 +25,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from asr.beam import add_decoder_arguments
+from asr.checkpoint import add_int8_argument
 from asr.decoding import EndpointConfig
 
 __all__ = ["input_devices", "run_local", "register"]
@@ -162,7 +163,7 @@ def _main(args) -> int:
         from asr.checkpoint import load_model
 
         check_decoder_arguments(args)
-        rec = load_model(args.model)
+        rec = load_model(args.model, int8=args.int8)
         decoder = decoder_from_arguments(args, rec)
     cap = _Capture(sd, device, sr)
 
@@ -216,4 +217,5 @@ def register(sub) -> None:
     p.add_argument("--list-devices", action="store_true", help="list input devices and exit")
     add_connection_args(p)
     add_decoder_arguments(p, finals_only=True)
+    add_int8_argument(p)
     p.set_defaults(func=_main)

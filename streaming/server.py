@@ -41,6 +41,7 @@ from typing import Dict, Optional, Set
 from urllib.parse import parse_qs, urlsplit
 
 from asr.beam import add_decoder_arguments, check_decoder_arguments, decoder_from_arguments
+from asr.checkpoint import add_int8_argument
 from asr.decoding import EndpointConfig
 
 from . import protocol as P
@@ -754,7 +755,7 @@ def _main(args) -> int:
         web=not args.no_web,
     )
     check_decoder_arguments(args)
-    rec = load_model(args.model)
+    rec = load_model(args.model, int8=args.int8)
     return asyncio.run(run_server(rec, cfg, decoder_from_arguments(args, rec)))
 
 
@@ -792,6 +793,7 @@ def register(sub) -> None:
     p.add_argument("--keyfile", help="TLS private key (PEM), if not in --certfile")
     p.add_argument("--no-web", action="store_true", help="do not serve the browser page at /")
     add_decoder_arguments(p, finals_only=True)
+    add_int8_argument(p)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("-v", "--verbose", action="store_true", help="log connections and errors")
     p.set_defaults(func=_main)

@@ -44,6 +44,20 @@ def test_transcribe_json_and_chunk_invariance(model_path, wav, capsys):
         assert rc == 0 and json.loads(out2)["text"] == d["text"]
 
 
+def test_transcribe_int8(model_path, wav, capsys):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rc, out, err = run_cli(["transcribe", wav, "--model", model_path, "--json", "--int8", "--chunk-ms", "160"],
+                               capsys)
+    assert rc == 0, err
+    # torch's deprecation warnings about its quantisation API are not the user's business
+    assert not [w for w in caught if "deprecated" in str(w.message)]
+    d = json.loads(out)
+    assert d["text"] and abs(d["duration"] - 1.5) < 1e-3
+
+
 def test_transcribe_with_beam_and_lm(model_path, wav, tmp_path, capsys):
     """--decoder beam [--lm]: same stream log-probs, beam search; LM output stays in the LM's words,
     for every chunk size."""

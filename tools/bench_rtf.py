@@ -5,12 +5,14 @@ Usage:
     python tools/bench_rtf.py                         # random ~7M-parameter GRU model, 1 thread
     python tools/bench_rtf.py --model default         # a trained checkpoint / bundled model
     python tools/bench_rtf.py --chunks-ms 40 160 1000 --seconds 20 --threads 1
+    python tools/bench_rtf.py --model default --int8  # the float model and its int8 copy side by side
 
 For each chunk size it feeds the same audio through a fresh ``Stream`` chunk by chunk
 (``accept_waveform`` + ``partial()`` after every chunk, as a live client would see),
 then ``finish()``; RTF = processing time / audio duration (best of ``--repeats``).
 With no ``--model`` it also times an LSTM of equal parameter count, so the table
-compares cells too. Machines here are shared and noisy: read the ratios.
+compares cells too; ``--int8`` adds an int8 copy of every model (``asr.model.quantize_int8``).
+Machines here are shared and noisy: read the ratios.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="audio length (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--int8", action="store_true", help="also time an int8-quantised copy of each model")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -74,6 +77,12 @@ def main(argv=None) -> int:
     else:
         # 4 x 512 GRU ~ 6.8M parameters; LSTM of equal size: 4 x 444 (4 gates vs 3)
         recs = [random_recognizer("gru", 512), random_recognizer("lstm", 444)]
+    if args.int8:
+        from asr.checkpoint import Recognizer
+        from asr.model import quantize_int8
+
+        recs = [r for rec in recs for r in (rec, Recognizer(quantize_int8(rec.model), rec.tokenizer, rec.features,
+                                                             name=rec.name + "-int8"))]
     wave = test_audio(args.seconds)
     print(f"single-stream streaming RTF, {args.seconds:.0f} s of audio, {args.threads} thread(s), best of {args.repeats}")
     header = f"{'model':28s} {'params':>8s} " + " ".join(
