@@ -364,6 +364,12 @@ def test_recipe_run_end_to_end(ckpt, manifest, tmp_path, capsys):
     assert f"{tag} tiny16: cached" in err and "not found" in err
     assert ("pocketsphinx tiny16: cached" in err) == has_ps
     assert run.main(["--model", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x"), "--sets", m16]) == 1
+    # --int8: its own result directory and table row; the float model's results stay
+    assert run.main(argv + ["--int8", "--stage", "2"]) == 0
+    assert f"{tag}-int8 on tiny16" in capsys.readouterr().err
+    table = (tmp_path / "exp" / "comparison.md").read_text()
+    assert f"| tiny16 | 3 | 0.0 | project ({tag}-int8, greedy) |" in table
+    assert (tmp_path / "exp" / tag / "tiny16" / "summary.json").exists()
     if importlib.util.find_spec("flashlight") is None:
         return
     # greedy and beam + LM rows side by side; greedy comes from the cache

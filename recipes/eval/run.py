@@ -173,16 +173,19 @@ def reuse_baseline(name: str, manifest: str, source: str, args, d: Path):
     return summ
 
 
-def model_tag(model: str) -> str:
+def model_tag(model: str, int8: bool = False) -> str:
     p = Path(model)
     if p.is_file():
-        return f"{p.parent.name}-{p.stem}" if p.parent.name else p.stem
-    return model
+        tag = f"{p.parent.name}-{p.stem}" if p.parent.name else p.stem
+    else:
+        tag = model
+    return tag + ("-int8" if int8 else "")
 
 
-def system_tag(model: str, decoder: str, lm) -> str:
+def system_tag(model: str, decoder: str, lm, int8: bool = False) -> str:
     """Result directory of one model + decoder: greedy keeps the model's own name."""
-    return model_tag(model) if decoder == "greedy" else f"{model_tag(model)}+beam" + ("-lm" if lm else "")
+    tag = model_tag(model, int8)
+    return tag if decoder == "greedy" else f"{tag}+beam" + ("-lm" if lm else "")
 
 
 def decoder_label(args, decoder: str) -> str:
@@ -208,10 +211,10 @@ def stage_project_decoder(sets, args, out: Path, decoder: str) -> None:
     from asr.checkpoint import load_model
     from asr.evaluate import beam_decoder, evaluate, load_inputs, write_outputs
 
-    rec = load_model(args.model)  # fails with a clear message before any work
+    rec = load_model(args.model, int8=args.int8)  # fails with a clear message before any work
     opts = eval_options(args, decoder)
     beam = None  # built on first use (the LM is read once for all sets; not at all when all are cached)
-    tag = system_tag(args.model, decoder, args.lm)
+    tag = system_tag(args.model, decoder, args.lm, args.int8)
     mkey = file_key(args.model) if Path(args.model).is_file() else {"name": args.model, "meta": rec.meta}
     for name, manifest, _ in sets:
         d = out / tag / name
@@ -225,7 +228,8 @@ def stage_project_decoder(sets, args, out: Path, decoder: str) -> None:
         log(f"stage 2: {tag} on {name}")
         utts = load_inputs([manifest])
         beam = beam_decoder(rec, opts, beam)
-        report = evaluate(rec, utts, opts, model=args.model, inputs=[manifest], speed_utts=args.speed_utts,
+        report = evaluate(rec, utts, opts, model=args.model + ("-int8" if args.int8 else ""), inputs=[manifest],
+                          speed_utts=args.speed_utts,
                           latency_utts=args.latency_utts, latency_chunk_ms=args.latency_chunk_ms, progress=True,
                           decoder=beam)
         write_outputs(report, d)
@@ -248,7 +252,7 @@ def length_table(sets, args, out: Path, data: dict) -> list:
     from asr.evaluate import Score, length_bucket, score_pairs
 
     # per-utterance files, each line with the normalised "ref" and "hyp"
-    systems = [(f"project ({decoder_label(args, d)})", out / system_tag(args.model, d, args.lm), "utterances.jsonl")
+    systems = [(f"project ({decoder_label(args, d)})", out / system_tag(args.model, d, args.lm, args.int8), "utterances.jsonl")
                for d in args.decoder] + [("PocketSphinx 5", out / "pocketsphinx", "hyps.jsonl")]
     per_set, used = {}, []
     for name, _, _ in sets:
@@ -282,12 +286,12 @@ def length_table(sets, args, out: Path, data: dict) -> list:
 
 
 def stage_table(sets, args, out: Path) -> Path:
-    tag = model_tag(args.model)
+    tag = model_tag(args.model, args.int8)
     rows, data = [], {"model": args.model, "data_dir": args.data_dir, "limit": args.limit, "sets": {}}
     for name, manifest, source in sets:
         entry = {"source": source, "manifest": manifest}
         for decoder in args.decoder:
-            pf = out / system_tag(args.model, decoder, args.lm) / name / "summary.json"
+            pf = out / system_tag(args.model, decoder, args.lm, args.int8) / name / "summary.json"
             if not pf.exists():
                 continue
             p = json.loads(pf.read_text())
@@ -339,6 +343,7 @@ def stage_table(sets, args, out: Path) -> Path:
 
 def main(argv=None) -> int:
     from asr.beam import add_beam_arguments
+    from asr.checkpoint import add_int8_argument
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -353,6 +358,7 @@ def main(argv=None) -> int:
     ap.add_argument("--decoder", nargs="+", choices=["greedy", "beam"], default=["greedy"],
                     help="project decoders, each a row of the table (default: greedy)")
     add_beam_arguments(ap)  # --beam-size ... --word-score, as `asr eval`
+    add_int8_argument(ap)  # results go to MODEL-int8[+beam...]
     ap.add_argument("--batch-size", type=int, default=16, help="project: streams decoded together")
     ap.add_argument("--threads", type=int, default=1,
                     help="project: torch threads of the batched eval run (0: all cores; default: %(default)s, "
@@ -379,7 +385,7 @@ def main(argv=None) -> int:
         from asr.checkpoint import load_model
 
         try:
-            load_model(args.model)
+            load_model(args.model, int8=args.int8)
         except (FileNotFoundError, ValueError) as e:  # before PocketSphinx spends minutes
             print(f"run.py: error: {e}", file=sys.stderr)
             return 1
