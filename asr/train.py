@@ -387,7 +387,7 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
                 win_audio += audio
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+                    bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{sched.get_last_lr()[0]:.2e}")
                 if state["step"] % cfg.log_every == 0:
                     dt = time.time() - win_t
                     log(type="train", step=state["step"], epoch=epoch, batch=state["batch"], loss=win_loss / max(win_tok, 1),
