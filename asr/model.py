@@ -244,8 +244,9 @@ def quantize_int8(model: CTCModel) -> CTCModel:
     by reading the RNN weights, so this is where single-stream CPU time goes down.
     The float model's exact chunking invariance becomes approximate: each call's
     activation scale depends on the frames in that call, so outputs of different
-    chunkings differ by quantisation noise (``tools/bench_rtf.py --int8`` and
-    ``asr eval --int8`` measure speed and accuracy). The float model is left unchanged.
+    chunkings (or streams batched with different others) differ by quantisation noise
+    (``tools/bench_rtf.py --int8`` and ``asr eval --int8`` measure speed and accuracy;
+    README "How it works" has the figures). The float model is left unchanged.
     """
     import copy
     import warnings
