@@ -79,6 +79,11 @@ class Recognizer:
         st.finish()
         return st.full_result()
 
+    def int8(self) -> "Recognizer":
+        """A copy with int8 RNN and linear weights (:func:`asr.model.quantize_int8`), named ``NAME-int8``;
+        this recognizer is left unchanged."""
+        return Recognizer(quantize_int8(self.model), self.tokenizer, self.features, self.name + "-int8", dict(self.meta))
+
     def save(self, path: Union[str, Path], meta: Optional[dict] = None, half: bool = False) -> None:
         save_checkpoint(path, self.model, self.tokenizer, self.features, meta or self.meta, half=half)
 
@@ -162,12 +167,11 @@ def recognizer_from_checkpoint(ckpt: dict, name: str = "unnamed", int8: bool = F
     model = CTCModel(cfg)
     sd = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     model.load_state_dict(sd)
-    if int8:
-        model, name = quantize_int8(model.eval()), name + "-int8"
-    return Recognizer(
+    rec = Recognizer(
         model=model,
         tokenizer=tokenizer_from_dict(ckpt["tokenizer"]),
         features=FeatureConfig(**ckpt["features"]),
         name=name,
         meta=dict(ckpt.get("meta", {})),
     )
+    return rec.int8() if int8 else rec

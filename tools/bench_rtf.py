@@ -11,7 +11,7 @@ For each chunk size it feeds the same audio through a fresh ``Stream`` chunk by 
 (``accept_waveform`` + ``partial()`` after every chunk, as a live client would see),
 then ``finish()``; RTF = processing time / audio duration (best of ``--repeats``).
 With no ``--model`` it also times an LSTM of equal parameter count, so the table
-compares cells too; ``--int8`` adds an int8 copy of every model (``asr.model.quantize_int8``).
+compares cells too; ``--int8`` adds an int8 copy of every model (``Recognizer.int8()``).
 Machines here are shared and noisy: read the ratios.
 """
 
@@ -78,11 +78,7 @@ def main(argv=None) -> int:
         # 4 x 512 GRU ~ 6.8M parameters; LSTM of equal size: 4 x 444 (4 gates vs 3)
         recs = [random_recognizer("gru", 512), random_recognizer("lstm", 444)]
     if args.int8:
-        from asr.checkpoint import Recognizer
-        from asr.model import quantize_int8
-
-        recs = [r for rec in recs for r in (rec, Recognizer(quantize_int8(rec.model), rec.tokenizer, rec.features,
-                                                             name=rec.name + "-int8"))]
+        recs = [r for rec in recs for r in (rec, rec.int8())]
     wave = test_audio(args.seconds)
     print(f"single-stream streaming RTF, {args.seconds:.0f} s of audio, {args.threads} thread(s), best of {args.repeats}")
     header = f"{'model':28s} {'params':>8s} " + " ".join(

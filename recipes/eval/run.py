@@ -385,7 +385,7 @@ def main(argv=None) -> int:
         from asr.checkpoint import load_model
 
         try:
-            load_model(args.model, int8=args.int8)
+            load_model(args.model)
         except (FileNotFoundError, ValueError) as e:  # before PocketSphinx spends minutes
             print(f"run.py: error: {e}", file=sys.stderr)
             return 1
