@@ -230,6 +230,34 @@ class CTCModel(nn.Module):
         logits = self.output(self.out_norm(x))
         return torch.log_softmax(logits, dim=-1), lens, new_state
 
+    def deepen(self, rnn_layers: int) -> "CTCModel":
+        """A copy with ``rnn_layers`` RNN layers: this model's, then new ones on top that start
+        as exact identities, so the copy computes the same log-probabilities (and carries a
+        larger state). Used to grow a trained model's depth and go on training it.
+
+        A new layer's candidate (GRU ``n`` / LSTM ``g``) has zero input weights and biases: its
+        hidden state starts at zero and stays there, so the residual stream passes unchanged,
+        while the gradient reaches those input weights from the first step (unlike a layer
+        whose gates were saturated shut). The other weights keep their random initialisation.
+        """
+        have = self.cfg.rnn_layers
+        if rnn_layers < have:
+            raise ValueError(f"deepen: rnn_layers={rnn_layers} is fewer than the model's {have}")
+        import dataclasses
+
+        grown = CTCModel(dataclasses.replace(self.cfg, rnn_layers=rnn_layers))
+        missing, unexpected = grown.load_state_dict(self.state_dict(), strict=False)
+        new = {f"{m}.{k}." for m in ("norms", "rnns") for k in range(have, rnn_layers)}
+        assert not unexpected and all(any(n.startswith(p) for p in new) for n in missing), (missing, unexpected)
+        H = self.cfg.rnn_hidden
+        cand = slice(2 * H, 3 * H)  # rows of the candidate: GRU gates (r, z, n), LSTM gates (i, f, g, o)
+        with torch.no_grad():
+            for rnn in grown.rnns[have:]:
+                rnn.weight_ih_l0[cand].zero_()
+                rnn.bias_ih_l0[cand].zero_()
+                rnn.bias_hh_l0[cand].zero_()
+        return grown.train(self.training)
+
     def num_params(self) -> int:
         """Trainable parameters (of the float model, also after :func:`quantize_int8`)."""
         return getattr(self, "_float_params", None) or sum(p.numel() for p in self.parameters())

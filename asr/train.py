@@ -65,7 +65,9 @@ class TrainConfig:
     # ---- warm start ----
     init_from: str = ""  # a new run starts from these weights: "default" (the bundled model) or a checkpoint
     # path. Tokenizer, normalisation stats and model shape come from it (the model options below must
-    # match it; dropout is taken from this config); optimizer and schedule start fresh (lr warm-up).
+    # match it, except that rnn_layers may be larger: the model is deepened with new layers on top that
+    # start as identities, CTCModel.deepen; dropout is taken from this config); optimizer and schedule
+    # start fresh (lr warm-up).
     # For fine-tuning, or a warm restart when a run's last.pt is lost. Ignored when EXP/last.pt resumes.
     # ---- units ----
     units: str = "bpe"  # "char" or "bpe" (sentencepiece, trained on the training texts)
@@ -274,12 +276,13 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
     if resume is not None:
         mcfg = ModelConfig(**resume["config"])
     elif init is not None:
-        mcfg = dataclasses.replace(init.model.cfg, dropout=cfg.dropout)
+        mcfg = dataclasses.replace(init.model.cfg, dropout=cfg.dropout, rnn_layers=cfg.rnn_layers)
     else:
         mcfg = _model_config(cfg, tok.vocab_size, fcfg.n_mels)
     model = CTCModel(mcfg).to(device)
     if init is not None:
-        model.load_state_dict(init.model.state_dict())  # incl. the normalisation stats
+        # incl. the normalisation stats; more rnn_layers than the source: new identity layers on top
+        model.load_state_dict(init.model.deepen(cfg.rnn_layers).state_dict())
     elif resume is None:
         mean, std = compute_cmvn(train_utts, logmel, cfg.cmvn_utts, cfg.seed)
         model.cmvn.set_stats(mean, std)
@@ -563,9 +566,12 @@ def _load_init(cfg: TrainConfig, fcfg: FeatureConfig):
                          f"from this trainer's {asdict(fcfg)}")
     have = init.model.cfg.to_dict()
     diff = {k: (getattr(cfg, k), have[k]) for k in _SHAPE_OPTIONS if _norm(getattr(cfg, k)) != _norm(have[k])}
+    if "rnn_layers" in diff and cfg.rnn_layers > have["rnn_layers"]:
+        del diff["rnn_layers"]  # deepening: CTCModel.deepen adds identity layers on top
     if diff:
         raise ValueError(f"init_from={cfg.init_from!r}: model options differ from the checkpoint's "
-                         f"(config, checkpoint): {diff}; set them to the checkpoint's values")
+                         f"(config, checkpoint): {diff}; set them to the checkpoint's values "
+                         f"(rnn_layers may be larger: the extra layers start as identities)")
     return init
 
 

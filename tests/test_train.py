@@ -175,6 +175,32 @@ def test_init_from_starts_from_the_checkpoint_weights(tiny_data, tmp_path):
               progress=False)
 
 
+def test_init_from_can_deepen_the_model(tiny_data, tmp_path):
+    """rnn_layers above the checkpoint's: its layers are kept and new ones on top start as
+    identities (same log-probabilities), then learn; fewer layers are refused."""
+    from asr.checkpoint import load_model
+
+    train(tiny_cfg(tiny_data, max_steps=3), str(tmp_path / "src"), progress=False)
+    src = tmp_path / "src" / "last.pt"
+    train(tiny_cfg(tiny_data, max_steps=1, init_from=str(src), rnn_layers=3, lr=0.0, weight_decay=0.0),
+          str(tmp_path / "deep0"), progress=False)
+    a, b = load_model(str(src)), load_model(str(tmp_path / "deep0" / "last.pt"))
+    assert (a.model.cfg.rnn_layers, b.model.cfg.rnn_layers) == (2, 3)
+    feats = torch.randn(2, 60, 80)
+    lengths = torch.tensor([60, 37])
+    la, _, _ = a.model.infer(feats, lengths)
+    lb, _, sb = b.model.infer(feats, lengths)
+    assert torch.equal(la, lb) and sb["h"].shape == (2, 3, 32) and not sb["h"][:, 2].any()
+    # a real step reaches the new layer through its zeroed candidate weights
+    train(tiny_cfg(tiny_data, max_steps=1, init_from=str(src), rnn_layers=3, lr=0.01), str(tmp_path / "deep1"),
+          progress=False)
+    c, _ = params(tmp_path / "deep1" / "last.pt")
+    assert c["rnns.2.weight_ih_l0"][64:].abs().max() > 0
+    with pytest.raises(ValueError, match="rnn_layers"):
+        train(tiny_cfg(tiny_data, max_steps=1, init_from=str(src), rnn_layers=1), str(tmp_path / "shallow"),
+              progress=False)
+
+
 def _free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
