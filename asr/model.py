@@ -18,7 +18,7 @@ This module imports nothing from data, training or serving code.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -243,9 +243,7 @@ class CTCModel(nn.Module):
         have = self.cfg.rnn_layers
         if rnn_layers < have:
             raise ValueError(f"deepen: rnn_layers={rnn_layers} is fewer than the model's {have}")
-        import dataclasses
-
-        grown = CTCModel(dataclasses.replace(self.cfg, rnn_layers=rnn_layers))
+        grown = CTCModel(replace(self.cfg, rnn_layers=rnn_layers))
         missing, unexpected = grown.load_state_dict(self.state_dict(), strict=False)
         new = {f"{m}.{k}." for m in ("norms", "rnns") for k in range(have, rnn_layers)}
         assert not unexpected and all(any(n.startswith(p) for p in new) for n in missing), (missing, unexpected)

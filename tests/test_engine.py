@@ -350,7 +350,8 @@ def test_bundled_default_model_if_present():
         # the session-9 one, 1.6e-5 at -7.4 for the session-10 one,
         # 2.0e-5 at -12.0 with 1-sample chunks for the session-11 one, 2.5e-5 at -27.3 with 2,560-sample
         # chunks for the session-13 one, 3.05e-5 at -8.7 with 1- and 160-sample chunks for the
-        # session-14 one, 2.1e-5 with 592-sample chunks for the session-15 one: about 4-7 ulps of logits of magnitude ~35, 1.2e-7 * 35 = 4.2e-6),
+        # session-14 one, 2.1e-5 with 592-sample chunks for the session-15 one: about 4-7 ulps of
+        # logits of magnitude ~35, 1.2e-7 * 35 = 4.2e-6),
         # so the tolerance is 4e-5 absolute plus 1e-6 relative. A lost or misplaced state or
         # buffer moves log-probs by 1e-2 and more.
         assert torch.allclose(st.all_log_probs(), ref, atol=4e-5, rtol=1e-6)
