@@ -258,3 +258,29 @@ def test_manifest_json_lines_atomic(tmp_path):
     recs = [{"audio": "/a.wav", "text": "a b", "duration": 1.5, "voice": "v", "engine": "e"}]
     prepare.write_jsonl(p, recs)
     assert [json.loads(line) for line in open(p)] == recs and not os.path.exists(p + ".tmp")
+
+
+# --------------------------------------------------------------------------- split ablation
+def test_extra_voices_uses_only_chosen_engines_and_training_text(tmp_path, monkeypatch):
+    import extra_voices  # recipes/synth/extra_voices.py
+
+    data = tmp_path / "data"
+    (data / "text").mkdir(parents=True)
+    (data / "text" / "train.txt").write_text("a training sentence\n")
+    (data / "text" / "train.speak.txt").write_text("A training sentence.\n")
+    seen = {}
+
+    def fake_generate(args, split, pool, voices, *, target_hours=None, **kw):
+        seen.update(split=split, pool=pool, voices=voices, hours=target_hours)
+        return [{"audio": f"/x/{v}.wav", "text": pool[0][0], "duration": 2.0, "voice": v,
+                 "engine": voices[v]["engine"]} for v in sorted(voices)]
+
+    monkeypatch.setattr(extra_voices, "generate", fake_generate)
+    assert extra_voices.main(["--engines", "rhvoice", "--hours", "0.5", "--data-dir", str(data)]) == 0
+    assert seen["split"] == "xtrain_rhvoice" and seen["hours"] == 0.5
+    assert seen["pool"] == [("a training sentence", "A training sentence.")]
+    assert seen["voices"] and {v["engine"] for v in seen["voices"].values()} == {"rhvoice"}
+    recs = prepare.read_jsonl(str(data / "xtrain_rhvoice.jsonl"))
+    assert [r["voice"] for r in recs] == sorted(seen["voices"])
+    with pytest.raises(SystemExit):  # no text pools: a clear error, not a traceback
+        extra_voices.main(["--engines", "piper", "--data-dir", str(tmp_path / "empty")])
