@@ -29,6 +29,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from datacard import _summ  # noqa: E402
 from engines import heldout_voices  # noqa: E402
 from prepare import generate, load_pool, log, write_jsonl  # noqa: E402
 
@@ -60,11 +61,9 @@ def main(argv=None) -> int:
         return 1
     out = os.path.join(args.data_dir, f"{split}.jsonl")
     write_jsonl(out, recs)
-    by_voice: dict[str, float] = {}
-    for r in recs:
-        by_voice[r["voice"]] = by_voice.get(r["voice"], 0.0) + r["duration"]
-    log(f"{out}: {len(recs)} utterances, {sum(by_voice.values()) / 3600:.2f} h; per voice (h): "
-        + ", ".join(f"{v} {s / 3600:.2f}" for v, s in sorted(by_voice.items())))
+    summ = _summ(recs)
+    log(f"{out}: {summ['utterances']} utterances, {summ['hours']:.2f} h; per voice (h): "
+        + ", ".join(f"{v} {t['hours']:.2f}" for v, t in summ["by_voice"].items()))
     return 0
 
 
