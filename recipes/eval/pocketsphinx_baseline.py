@@ -46,6 +46,7 @@ def main(argv=None) -> dict:
         recs = [json.loads(line) for line in f if line.strip()]
     if args.limit:
         recs = recs[: args.limit]
+    base = os.path.dirname(os.path.abspath(args.manifest))  # relative audio paths, as in asr.data
     out_path = args.out or os.path.splitext(args.manifest)[0] + ".pocketsphinx.jsonl"
 
     dec = Decoder()  # default config: bundled en-us acoustic model, LM and dictionary, 16 kHz
@@ -58,7 +59,8 @@ def main(argv=None) -> dict:
     tmp = out_path + ".tmp"
     with open(tmp, "w") as fo:
         for r in it:
-            wave, sr = sf.read(r["audio"], dtype="int16")
+            path = r["audio"] if os.path.isabs(r["audio"]) else os.path.join(base, r["audio"])
+            wave, sr = sf.read(path, dtype="int16")
             if wave.ndim > 1:
                 wave = wave.mean(axis=1).astype(np.int16)
             assert sr == 16000, f"{r['audio']}: {sr} Hz, expected 16000"
