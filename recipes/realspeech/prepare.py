@@ -5,7 +5,8 @@ The synthetic corpus (``recipes/synth``) has no human voice in it, and the Aster
 real-speech test set) must never be trained on. A search of Debian bookworm (main, contrib,
 non-free), PyPI and npm in session 18 found no speech corpus in any package, only voice clips in
 games and educational programs. This recipe collects the ones whose words are known exactly from
-the package itself: about 17 minutes, nearly all single words and short phrases, a dozen speakers.
+the package itself: 11.3 minutes (538 clips), nearly all single words and short phrases, about
+a dozen speakers, one game voice (Warzone 2100) two thirds of it.
 
 | source | package | what is said | how the words are known | licence |
 |---|---|---|---|---|
@@ -14,10 +15,10 @@ the package itself: about 17 minutes, nearly all single words and short phrases,
 | ``librivox`` | pocketsphinx-testdata | 5 read sentences (LibriVox, *Sense and Sensibility*) | ``librivox/transcription`` | BSD-2; audio public domain |
 | ``cards`` | pocketsphinx-testdata | card names ("ten of clubs") | ``cards/cards.transcription`` | BSD-2 |
 | ``ktuberling`` | ktuberling-data | object names | ``sounds/en.soundtheme`` | GPL-2+ |
-| ``saytime`` | saytime | numbers and clock words | file name | GPL-2+ |
+| ``saytime`` | saytime | numbers and clock words | file name | permissive (J. Poskanzer, 1990) |
 | ``csmash`` | csmash-data | numbers (table-tennis scores) | file name | GPL-2+ |
 | ``scid`` | scid-data | chess words, files a-h, ranks 1-8 | file name | GPL-2 |
-| ``gentle`` | gentle | letters A-Z | file name | GPL-2+ |
+| ``gentle`` | gentle | letters A-Z | file name | LGPL-3 (Voxeo, 2005) |
 
 Left out: sound effects in the same directories (beeps, clicks), clips whose words are only
 hinted at by a slot name (hedgewars, nexuiz taunts), clips with no labels (megaglest), anything
@@ -30,7 +31,7 @@ Usage::
 Writes ``<data-dir>/real_train.jsonl`` (one line per clip, 16 kHz mono 16-bit WAV under
 ``<data-dir>/audio/<source>/``), ``real_dev.jsonl`` (the ``--holdout`` sources, by default
 ktuberling and tuxpaint: speakers the training sources do not have) and, with ``--repeat N``, ``real_train_x<N>.jsonl`` listing every
-clip N times, so that 17 minutes are not lost among 40 hours of synthetic speech when pooled with
+clip N times, so that 9 minutes are not lost among 40 hours of synthetic speech when pooled with
 ``asr train --set extra_train='[..., "<data-dir>/real_train_x20.jsonl"]'``. Needs ``apt-get`` (it
 downloads the ``.deb`` files into ``<data-dir>/debs`` and unpacks them there with ``dpkg -x``;
 nothing is installed). Idempotent: existing downloads and WAV files are kept.
