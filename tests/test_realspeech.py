@@ -98,3 +98,38 @@ def test_realspeech_recipe_errors_without_apt_or_clips(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as e:
         mod.main(["--data-dir", str(tmp_path / "d"), "--sources", "gentle"])
     assert "no clips" in str(e.value)
+
+
+def test_pocketsphinx_baseline_reads_relative_audio_paths(tmp_path, monkeypatch):
+    """Manifests with paths relative to their folder (as this recipe writes) decode from any cwd."""
+    import sys
+    import types
+
+    heard = []
+
+    class FakeDecoder:  # stands in for pocketsphinx.Decoder: "hears" the number of samples
+        def start_utt(self):
+            pass
+
+        def process_raw(self, data, full_utt=False):
+            heard.append(len(data) // 2)
+
+        def end_utt(self):
+            pass
+
+        def hyp(self):
+            return types.SimpleNamespace(hypstr="ten of clubs")
+
+    monkeypatch.setitem(sys.modules, "pocketsphinx", types.SimpleNamespace(Decoder=FakeDecoder))
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio/a.wav", _tone(0.5, 16000), 16000, subtype="PCM_16")
+    man = tmp_path / "m.jsonl"
+    man.write_text(json.dumps({"audio": "audio/a.wav", "text": "Ten of clubs", "duration": 0.5}) + "\n")
+    monkeypatch.chdir(ROOT)  # not the manifest's folder
+    spec = importlib.util.spec_from_file_location("ps_baseline", ROOT / "recipes/eval/pocketsphinx_baseline.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    summary = mod.main([str(man), "--out", str(tmp_path / "hyps.jsonl")])
+    assert heard == [8000]
+    assert summary["wer"] == 0.0 and summary["utterances"] == 1
+    assert json.loads((tmp_path / "hyps.jsonl").read_text())["hyp"] == "ten of clubs"
