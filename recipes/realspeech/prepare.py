@@ -53,6 +53,9 @@ from typing import Callable, Iterator, List, NamedTuple
 import numpy as np
 import soundfile as sf
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "synth"))
+from datacard import _summ  # noqa: E402  (recipes/synth/datacard.py)
+
 # source -> the Debian package it comes from
 PACKAGE = {"warzone": "warzone2100-data", "tuxpaint": "tuxpaint-stamps-default",
            "librivox": "pocketsphinx-testdata", "cards": "pocketsphinx-testdata",
@@ -117,18 +120,20 @@ def _sphinx_transcripts(path: Path) -> dict:
     return out
 
 
-def librivox(root: Path) -> Iterator[Clip]:
-    d = root / "pocketsphinx-testdata/usr/share/pocketsphinx/test/data/librivox"
-    for key, text in sorted(_sphinx_transcripts(d / "transcription").items()):
-        if (d / f"{key}.wav").exists():
-            yield Clip("librivox", key, _file(d / f"{key}.wav"), text)
+def _sphinx_test_set(source: str, transcription: str) -> Callable[[Path], Iterator[Clip]]:
+    """A source from a pocketsphinx-testdata folder: ``<source>/<transcription>`` + ``<key>.wav``."""
+
+    def clips(root: Path) -> Iterator[Clip]:
+        d = root / "pocketsphinx-testdata/usr/share/pocketsphinx/test/data" / source
+        for key, text in sorted(_sphinx_transcripts(d / transcription).items()):
+            if (d / f"{key}.wav").exists():
+                yield Clip(source, key, _file(d / f"{key}.wav"), text)
+
+    return clips
 
 
-def cards(root: Path) -> Iterator[Clip]:
-    d = root / "pocketsphinx-testdata/usr/share/pocketsphinx/test/data/cards"
-    for key, text in sorted(_sphinx_transcripts(d / "cards.transcription").items()):
-        if (d / f"{key}.wav").exists():
-            yield Clip("cards", key, _file(d / f"{key}.wav"), text)
+librivox = _sphinx_test_set("librivox", "transcription")
+cards = _sphinx_test_set("cards", "cards.transcription")
 
 
 # ktuberling's sound names that are not the words as spoken (compounds, misspellings); "ufo" is
@@ -258,8 +263,8 @@ def build(data_dir: Path, root: Path, sources: List[str]) -> List[dict]:
             dur = len(x) / SR
             if MIN_S <= dur <= MAX_S:
                 out.parent.mkdir(parents=True, exist_ok=True)
-                peak = float(np.abs(x).max()) or 1.0
-                sf.write(str(out) + ".tmp.wav", x / max(peak, 1.0), SR, subtype="PCM_16")
+                peak = max(float(np.abs(x).max()), 1.0)  # only clipping audio is scaled down
+                sf.write(str(out) + ".tmp.wav", x / peak, SR, subtype="PCM_16")
                 os.replace(str(out) + ".tmp.wav", out)
         if not MIN_S <= dur <= MAX_S:
             skipped["duration"] += 1
@@ -270,12 +275,12 @@ def build(data_dir: Path, root: Path, sources: List[str]) -> List[dict]:
     return records
 
 
-def write(path: Path, records: List[dict], repeat: int = 1) -> None:
+def write(path: Path, records: List[dict]) -> None:
+    """Atomic JSON-lines write (temp file + rename)."""
     tmp = Path(str(path) + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        for _ in range(repeat):
-            for r in records:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
 
 
@@ -303,15 +308,12 @@ def main(argv=None) -> int:
     write(data_dir / "real_train.jsonl", train)
     write(data_dir / "real_dev.jsonl", dev)
     if args.repeat > 1:
-        write(data_dir / f"real_train_x{args.repeat}.jsonl", train, args.repeat)
-    by = {}
-    for r in records:
-        n, s = by.get(r["voice"], (0, 0.0))
-        by[r["voice"]] = (n + 1, s + r["duration"])
+        write(data_dir / f"real_train_x{args.repeat}.jsonl", train * args.repeat)
+    summary = _summ(records)  # the corpus recipe's tally by voice (here: by source)
     print(f"{'source':12s} {'clips':>6s} {'minutes':>8s}  manifest")
-    for k, (n, s) in sorted(by.items()):
-        print(f"{k:12s} {n:6d} {s / 60:8.2f}  {'real_dev' if k in args.holdout else 'real_train'}")
-    print(f"{'total':12s} {len(records):6d} {sum(r['duration'] for r in records) / 60:8.2f}")
+    for k, t in summary["by_voice"].items():
+        print(f"{k:12s} {t['utterances']:6d} {t['hours'] * 60:8.2f}  {'real_dev' if k in args.holdout else 'real_train'}")
+    print(f"{'total':12s} {summary['utterances']:6d} {summary['hours'] * 60:8.2f}")
     return 0
 
 
