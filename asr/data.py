@@ -93,7 +93,8 @@ class SpeechDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, utts: Sequence[Utterance], tokenizer, logmel: LogMel, augmenter=None,
-                 spec_augment: bool = False, seed: int = 0, max_spec_time_masks: int = 2):
+                 spec_augment: bool = False, seed: int = 0, max_spec_time_masks: int = 2,
+                 voice_channel_prob: float = 0.0):
         self.utts = list(utts)
         self.tok = tokenizer
         self.logmel = logmel
@@ -101,6 +102,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         self.spec_augment = spec_augment
         self.seed = seed
         self.max_time_masks = max_spec_time_masks
+        self.voice_channel_prob = voice_channel_prob
         self._tokens = [tokenizer.encode(u.text) for u in self.utts]
 
     def __len__(self):
@@ -119,9 +121,44 @@ class SpeechDataset(torch.utils.data.Dataset):
         if self.augmenter is not None and aug_scale > 0 and rng.random() < aug_scale:
             wave = self.augmenter(wave, rng)
         feats = self.logmel(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)))
+        if self.voice_channel_prob > 0 and aug_scale > 0 and feats.shape[0] > 0 \
+                and rng.random() < self.voice_channel_prob:
+            feats = voice_channel(feats, rng, self.logmel.cfg)
         if self.spec_augment and aug_scale > 0 and feats.shape[0] > 0:
             feats = spec_augment(feats, rng, self.max_time_masks)
         return feats, torch.tensor(self._tokens[idx], dtype=torch.long), idx
+
+
+def _hz_to_mel(f):
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def voice_channel(feats: torch.Tensor, rng: np.random.Generator, fcfg, warp: tuple = (0.88, 1.12),
+                  eq_db: float = 6.0) -> torch.Tensor:
+    """Another speaker and another channel for log-mel features ``(T, n_mels)``.
+
+    * vocal-tract-length perturbation (VTLP): the linear frequency axis is scaled by a factor drawn
+      from ``warp`` (bin ``k`` takes the value found at ``f_k / factor``, ``f_k`` its centre in Hz,
+      interpolated on the mel scale), which moves formants as a shorter or longer vocal tract does;
+    * a random channel: a smooth equaliser curve (three cosines across the mel axis, peak about
+      ``eq_db`` dB) plus a spectral tilt, added in the log domain where a filter is a sum.
+    """
+    n = feats.shape[1]
+    mel_lo, mel_hi = _hz_to_mel(fcfg.f_min), _hz_to_mel(fcfg.f_max)
+    centres_mel = np.linspace(mel_lo, mel_hi, n + 2)[1:-1]
+    centres_hz = 700.0 * (10 ** (centres_mel / 2595.0) - 1.0)
+    factor = rng.uniform(*warp)
+    src = (_hz_to_mel(np.clip(centres_hz / factor, fcfg.f_min, fcfg.f_max)) - mel_lo) / (mel_hi - mel_lo) * (n + 1) - 1
+    src = np.clip(src, 0, n - 1)
+    lo = np.floor(src).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    u = torch.from_numpy((src - lo).astype(np.float32))
+    out = feats[:, lo] * (1 - u) + feats[:, hi] * u
+    x = np.linspace(0.0, np.pi, n)
+    curve = sum(rng.uniform(-1, 1) * np.cos(k * x + rng.uniform(0, np.pi)) for k in (1, 2, 3)) / 3
+    curve = curve + rng.uniform(-1, 1) * np.linspace(-0.5, 0.5, n)  # tilt
+    gain = eq_db * np.log(10.0) / 10.0  # dB of power -> natural log units
+    return out + torch.from_numpy((gain * curve).astype(np.float32))
 
 
 def spec_augment(feats: torch.Tensor, rng: np.random.Generator, time_masks: int = 2) -> torch.Tensor:

@@ -57,7 +57,8 @@ class TrainConfig:
     extra_train: Tuple[str, ...] = ()  # more training manifests, pooled with train_manifest (e.g. the
     # corpus recipe's train_short.jsonl of 1-2 word utterances); BPE and normalisation stats of a new
     # run are computed over the pool
-    dev_manifest: str = "/work/data/synth/dev.jsonl"  # model selection: lowest greedy WER here
+    dev_manifest: str = "/work/data/synth/dev.jsonl"  # model selection: lowest greedy select_metric here
+    select_metric: str = "wer"  # "wer" or "cer" of dev_manifest that picks best.pt (CER: finer on one-word clips)
     extra_dev: Tuple[str, ...] = ()  # more manifests scored each epoch (reported only, never selected on)
     aug_dir: str = "/work/data/synth/aug"  # noise / room-response material for asr.augment ("" = synthetic only)
     max_utt_seconds: float = 16.0  # longer training utterances are skipped
@@ -98,6 +99,7 @@ class TrainConfig:
     # ---- augmentation ----
     augment: bool = True  # waveform augmentation (asr.augment): speed, noise, reverb, gain, telephone band
     spec_augment: bool = True  # SpecAugment frequency/time masks
+    voice_channel_prob: float = 0.0  # share of augmented utterances given VTLP + a random EQ/tilt (asr.data.voice_channel)
     aug_first_epoch: float = 0.3  # share of utterances augmented in epoch 0 (ramp: clean data first)
     aug_prob: float = 0.8  # share of utterances augmented from epoch 1 on
     sorta_grad: bool = True  # epoch 0 ordered short to long
@@ -108,6 +110,12 @@ class TrainConfig:
     num_workers: int = 1  # data-loading processes (augmentation + features)
     threads: int = 2  # torch intra-op threads per process
     seed: int = 0
+
+    def __post_init__(self):
+        if self.select_metric not in ("wer", "cer"):
+            raise ValueError(f"select_metric must be 'wer' or 'cer', got {self.select_metric!r}")
+        if not 0.0 <= self.voice_channel_prob <= 1.0:
+            raise ValueError(f"voice_channel_prob must be in [0, 1], got {self.voice_channel_prob}")
 
     @classmethod
     def from_sources(cls, config_file: Optional[str], overrides: list) -> "TrainConfig":
@@ -318,7 +326,8 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
 
         babble = [u.audio for u in random.Random(cfg.seed).sample(train_utts, min(2000, len(train_utts)))]
         augmenter = Augmenter(AugmentConfig(), cfg.aug_dir or None, babble_paths=babble)
-    ds = SpeechDataset(train_utts, tok, logmel, augmenter, spec_augment=cfg.spec_augment, seed=cfg.seed)
+    ds = SpeechDataset(train_utts, tok, logmel, augmenter, spec_augment=cfg.spec_augment, seed=cfg.seed,
+                       voice_channel_prob=cfg.voice_channel_prob)
     sampler = BucketBatchSampler(
         [u.duration for u in train_utts], cfg.max_batch_seconds, seed=cfg.seed, sorta_grad=cfg.sorta_grad,
         rank=rank, world_size=world, max_duration=cfg.max_utt_seconds,
@@ -439,8 +448,9 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
                     loader_cpu_h=state["loader_cpu_s"] / 3600, audio_h=state["audio_s"] / 3600)
                 print(f"epoch {epoch}: dev loss {res['loss']:.3f} WER {res['wer']:.3f} CER {res['cer']:.3f}  "
                       + "  ".join(f"{k} WER {v['wer']:.3f}" for k, v in extra.items()), file=sys.stderr)
-                if state["best_wer"] is None or res["wer"] < state["best_wer"]:
-                    state["best_wer"], state["best_step"] = res["wer"], state["step"]
+                # state["best_wer"] holds the best select_metric value (the key predates the option)
+                if state["best_wer"] is None or res[cfg.select_metric] < state["best_wer"]:
+                    state["best_wer"], state["best_step"] = res[cfg.select_metric], state["step"]
                     meta = _meta(cfg, state, model)
                     meta["dev"] = {k: v for k, v in res.items() if k != "examples"}
                     meta["extra_dev"] = {k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in extra.items()}

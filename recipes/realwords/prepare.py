@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Real recorded words from hundreds of speakers, split by speaker into train and dev manifests.
+
+| source | what | speakers | licence |
+|---|---|---|---|
+| ``sc`` Google Speech Commands v0.02, test part | 4,074 one-word clips, 35 words, 16 kHz | 239 (hash in the file name) | CC-BY 4.0 |
+| ``fsdd`` Free Spoken Digit Dataset | 3,000 digit clips "zero".."nine", 8 kHz | 6 (name in the file name) | CC BY-SA 4.0 |
+
+Get the sources (any checkout works; only the audio folders are read)::
+
+    git clone --depth 1 https://github.com/thegtagamer/PICO-tinyML-benchmark   # SC: MLTK_keyworkSpotting/dataset
+    git clone --depth 1 https://github.com/Jakobovski/free-spoken-digit-dataset  # FSDD: recordings/
+
+Usage::
+
+    python3 recipes/realwords/prepare.py --speech-commands PICO-tinyML-benchmark/MLTK_keyworkSpotting/dataset \\
+        --fsdd free-spoken-digit-dataset/recordings --data-dir /work/data/realwords \\
+        [--merge-dev /work/data/real/real_dev.jsonl] [--sc-dev-frac 0.2] [--fsdd-dev-speakers theo] [--repeat 4]
+
+Speech Commands: a clip's word is its folder name, or for ``_unknown_`` the file-name prefix
+(``bed_0c540988_nohash_0.wav``); ``_silence_`` (background noise) is skipped. Its speaker is the
+hash before ``_nohash_``; a speaker goes to dev when a stable hash of its id falls below
+``--sc-dev-frac``, so the split never changes and no speaker is in both parts. FSDD: file names are
+``DIGIT_SPEAKER_N.wav``; the ``--fsdd-dev-speakers`` are dev, the rest train.
+
+Writes 16 kHz mono 16-bit WAV under ``<data-dir>/audio/<source>/`` and the manifests
+``train.jsonl``, ``dev.jsonl`` (``{"audio", "text", "duration", "speaker", "engine"}``, ``engine`` =
+``real-sc`` / ``real-fsdd``) and, with ``--merge-dev``, ``dev_real.jsonl`` = ``dev.jsonl`` plus those
+manifests (the real-speech dev set used for model selection), and with ``--repeat N``
+``train_x<N>.jsonl`` listing every training clip N times (a share of a pooled training set without
+copying audio). Existing WAV files are kept, so a second run only rewrites the manifests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+from tqdm import tqdm
+
+SR = 16000
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+SC_NAME = re.compile(r"^(?:(?P<word>[a-z]+)_)?(?P<spk>[0-9a-f]{8})_nohash_(?P<n>\d+)(?:\.wav)+$")
+FSDD_NAME = re.compile(r"^(?P<digit>\d)_(?P<spk>[a-z]+)_(?P<n>\d+)\.wav$")
+
+
+class Clip(NamedTuple):
+    source: str  # "sc" or "fsdd"
+    path: Path  # original file
+    key: str  # output file stem, unique within the source
+    text: str
+    speaker: str
+
+
+class RecipeError(RuntimeError):
+    pass
+
+
+def speech_commands(root: Path) -> Iterator[Clip]:
+    """Labelled clips of a Speech Commands folder (one sub-folder per word)."""
+    for path in sorted(root.glob("*/*.wav")):
+        folder = path.parent.name
+        if folder == "_silence_" or folder.startswith("."):
+            continue
+        m = SC_NAME.match(path.name)
+        if not m:
+            continue
+        word = m["word"] if folder == "_unknown_" else folder
+        if not word or not word.isalpha():
+            continue
+        yield Clip("sc", path, f"{word}_{m['spk']}_{m['n']}", word.lower(), m["spk"])
+
+
+def fsdd(root: Path) -> Iterator[Clip]:
+    """Digit clips of an FSDD ``recordings`` folder."""
+    for path in sorted(root.glob("*.wav")):
+        m = FSDD_NAME.match(path.name)
+        if m:
+            yield Clip("fsdd", path, path.stem, DIGITS[int(m["digit"])], m["spk"])
+
+
+def in_dev(speaker: str, frac: float) -> bool:
+    """Stable speaker split: the first 8 hex digits of sha1(speaker) as a fraction of 2**32."""
+    return int(hashlib.sha1(speaker.encode()).hexdigest()[:8], 16) / 2**32 < frac
+
+
+def to_16k(path: Path) -> np.ndarray:
+    audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    audio = audio.mean(axis=1)
+    if sr != SR:
+        from math import gcd
+
+        g = gcd(sr, SR)
+        audio = resample_poly(audio, SR // g, sr // g).astype(np.float32)
+    return audio
+
+
+def convert(clips: list[Clip], data_dir: Path) -> list[dict]:
+    """Write each clip as a 16 kHz WAV (kept if present); one manifest record per clip."""
+    records = []
+    for c in tqdm(clips, desc="clips", unit="clip", disable=not sys.stderr.isatty()):
+        out = data_dir / "audio" / c.source / f"{c.key}.wav"
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            audio = to_16k(c.path)
+            tmp = out.with_suffix(".tmp.wav")
+            sf.write(str(tmp), np.clip(audio, -1.0, 1.0), SR, subtype="PCM_16")
+            os.replace(tmp, out)
+        duration = sf.info(str(out)).frames / SR
+        records.append({"audio": str(out.relative_to(data_dir)), "text": c.text, "duration": round(duration, 3),
+                        "speaker": f"{c.source}-{c.speaker}", "engine": f"real-{c.source}"})
+    return records
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def absolute(records: list[dict], manifest: Path) -> list[dict]:
+    """Records of another manifest with their audio paths made absolute (they move to a new folder)."""
+    out = []
+    for r in records:
+        a = Path(r["audio"])
+        out.append({**r, "audio": str(a if a.is_absolute() else (manifest.parent / a).resolve())})
+    return out
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def prepare(sc_root: Path | None, fsdd_root: Path | None, data_dir: Path, *, sc_dev_frac: float = 0.2,
+            fsdd_dev_speakers: tuple[str, ...] = ("theo",), merge_dev: tuple[Path, ...] = (),
+            repeat: int = 0) -> dict:
+    """Build the manifests; returns a summary ``{split: {source: (clips, seconds, speakers)}}``."""
+    clips: list[Clip] = []
+    for name, root, reader in (("--speech-commands", sc_root, speech_commands), ("--fsdd", fsdd_root, fsdd)):
+        if root is None:
+            continue
+        if not root.is_dir():
+            raise RecipeError(f"{name} {root}: no such folder")
+        found = list(reader(root))
+        if not found:
+            raise RecipeError(f"{name} {root}: no labelled clips found (expected the layout in --help)")
+        clips += found
+    if not clips:
+        raise RecipeError("give at least one source (--speech-commands, --fsdd)")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    records = convert(clips, data_dir)
+    dev = [c.speaker in fsdd_dev_speakers if c.source == "fsdd" else in_dev(c.speaker, sc_dev_frac) for c in clips]
+    train_recs = [r for r, d in zip(records, dev) if not d]
+    dev_recs = [r for r, d in zip(records, dev) if d]
+    if not train_recs or not dev_recs:
+        raise RecipeError(f"speaker split left {len(train_recs)} train and {len(dev_recs)} dev clips; "
+                          "change --sc-dev-frac / --fsdd-dev-speakers")
+    write_jsonl(data_dir / "train.jsonl", train_recs)
+    write_jsonl(data_dir / "dev.jsonl", dev_recs)
+    if repeat > 1:
+        write_jsonl(data_dir / f"train_x{repeat}.jsonl", train_recs * repeat)
+    if merge_dev:
+        merged = absolute(dev_recs, data_dir / "dev.jsonl")
+        for m in merge_dev:
+            merged += absolute(read_jsonl(m), m)
+        write_jsonl(data_dir / "dev_real.jsonl", merged)
+    summary: dict = {}
+    for split, recs in (("train", train_recs), ("dev", dev_recs)):
+        for r in recs:
+            n, s, spk = summary.setdefault(split, {}).get(r["engine"], (0, 0.0, set()))
+            summary[split][r["engine"]] = (n + 1, s + r["duration"], spk | {r["speaker"]})
+    train_spk = {s for v in summary["train"].values() for s in v[2]}
+    dev_spk = {s for v in summary["dev"].values() for s in v[2]}
+    assert not train_spk & dev_spk, "speaker in both splits"
+    return summary
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--speech-commands", type=Path, help="Speech Commands folder (one sub-folder per word)")
+    ap.add_argument("--fsdd", type=Path, help="FSDD recordings/ folder")
+    ap.add_argument("--data-dir", type=Path, default=Path("data/realwords"), help="output folder")
+    ap.add_argument("--sc-dev-frac", type=float, default=0.2, help="share of Speech Commands speakers in dev")
+    ap.add_argument("--fsdd-dev-speakers", nargs="+", default=["theo"], help="FSDD speakers in dev")
+    ap.add_argument("--merge-dev", type=Path, nargs="*", default=[],
+                    help="more dev manifests pooled into dev_real.jsonl (e.g. recipes/realspeech's real_dev.jsonl)")
+    ap.add_argument("--repeat", type=int, default=0, help="also write train_x<N>.jsonl, every clip N times")
+    args = ap.parse_args(argv)
+    if not 0.0 < args.sc_dev_frac < 1.0:
+        ap.error(f"--sc-dev-frac must be in (0, 1), got {args.sc_dev_frac}")
+    try:
+        summary = prepare(args.speech_commands, args.fsdd, args.data_dir, sc_dev_frac=args.sc_dev_frac,
+                          fsdd_dev_speakers=tuple(args.fsdd_dev_speakers), merge_dev=tuple(args.merge_dev), repeat=args.repeat)
+    except RecipeError as e:
+        print(f"realwords: {e}", file=sys.stderr)
+        return 2
+    print("| split | source | clips | minutes | speakers |\n|---|---|---:|---:|---:|")
+    for split, by_src in summary.items():
+        for src, (n, s, spk) in sorted(by_src.items()):
+            print(f"| {split} | {src} | {n} | {s / 60:.1f} | {len(spk)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

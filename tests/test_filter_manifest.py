@@ -1,0 +1,35 @@
+"""tools/filter_manifest.py: drops by field pattern, keeps the rest with absolute audio paths."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "filter_manifest.py"
+
+
+def test_drop_by_engine_and_voice(tmp_path):
+    recs = [{"audio": "a.wav", "text": "a", "duration": 3600.0, "engine": "espeak-mbrola", "voice": "mbrola:mb-us1"},
+            {"audio": "b.wav", "text": "b", "duration": 1800.0, "engine": "festival", "voice": "festival:us2"},
+            {"audio": "c.wav", "text": "c", "duration": 900.0, "engine": "festival", "voice": "festival:kal"},
+            {"audio": "/x/d.wav", "text": "d", "duration": 900.0, "engine": "flite", "voice": "flite:us1x"}]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    dst = tmp_path / "sub" / "out.jsonl"
+    dst.parent.mkdir()
+    out = subprocess.run([sys.executable, str(TOOL), str(src), str(dst), "--drop", "engine", "mbrola",
+                          "--drop", "voice", r"festival:(us[123]|en1)$"], capture_output=True, text=True, check=True)
+    kept = [json.loads(x) for x in dst.read_text().splitlines()]
+    assert [r["text"] for r in kept] == ["c", "d"]
+    assert kept[0]["audio"] == str(tmp_path / "c.wav") and kept[1]["audio"] == "/x/d.wav"
+    assert "kept 2 (0.50 h), dropped 2 (1.50 h)" in out.stdout
+
+
+def test_bad_pattern_is_an_error(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text("")
+    r = subprocess.run([sys.executable, str(TOOL), str(src), str(tmp_path / "o.jsonl"), "--drop", "voice", "("],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "bad --drop pattern" in r.stderr

@@ -1,0 +1,91 @@
+"""recipes/realwords/prepare.py on tiny fake Speech Commands and FSDD trees."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sf = pytest.importorskip("soundfile")
+
+from recipes.realwords import prepare as rw  # noqa: E402
+
+
+def _tone(path: Path, sec: float, sr: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(sec * sr)) / sr
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), sr)
+
+
+def _speakers(n: int) -> list[str]:
+    return [f"{i:08x}" for i in range(0x1000, 0x1000 + n)]
+
+
+@pytest.fixture
+def trees(tmp_path):
+    sc = tmp_path / "sc"
+    spk = _speakers(30)
+    for s in spk:
+        _tone(sc / "yes" / f"{s}_nohash_0.wav", 1.0, 16000)
+        _tone(sc / "_unknown_" / f"bed_{s}_nohash_1.wav.wav", 1.0, 16000)  # word in the file name
+    _tone(sc / "_silence_" / "noise_0.wav", 1.0, 16000)  # background noise: skipped
+    _tone(sc / "yes" / "README.wav", 1.0, 16000)  # not a clip name: skipped
+    fsdd = tmp_path / "fsdd"
+    for who in ("theo", "george", "lucas"):
+        for d in (0, 7):
+            _tone(fsdd / f"{d}_{who}_0.wav", 0.5, 8000)
+    return sc, fsdd, spk
+
+
+def test_labels_speaker_split_and_resampling(trees, tmp_path):
+    sc, fsdd, spk = trees
+    out = tmp_path / "out"
+    summary = rw.prepare(sc, fsdd, out, sc_dev_frac=0.3, fsdd_dev_speakers=("theo",), repeat=3)
+    train = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
+    dev = [json.loads(x) for x in (out / "dev.jsonl").read_text().splitlines()]
+    assert len(train) + len(dev) == 2 * len(spk) + 6
+    texts = {r["text"] for r in train + dev}
+    assert texts == {"yes", "bed", "zero", "seven"}
+    # no speaker on both sides; both sides have Speech Commands speakers; FSDD's theo only in dev
+    tr_spk, dev_spk = {r["speaker"] for r in train}, {r["speaker"] for r in dev}
+    assert not tr_spk & dev_spk
+    assert any(s.startswith("sc-") for s in tr_spk) and any(s.startswith("sc-") for s in dev_spk)
+    assert {s for s in dev_spk if s.startswith("fsdd-")} == {"fsdd-theo"}
+    assert summary["dev"]["real-fsdd"][0] == 2
+    # the split is a property of the speaker: the same with another frac for speakers under both
+    assert all(rw.in_dev(r["speaker"][3:], 0.3) for r in dev if r["engine"] == "real-sc")
+    # 8 kHz FSDD comes out at 16 kHz with the same duration
+    rec = next(r for r in train if r["engine"] == "real-fsdd")
+    data, sr = sf.read(out / rec["audio"])
+    assert sr == 16000 and abs(len(data) / sr - 0.5) < 0.01 and rec["duration"] == pytest.approx(0.5, abs=0.01)
+    assert len((out / "train_x3.jsonl").read_text().splitlines()) == 3 * len(train)
+
+
+def test_merge_dev_makes_paths_absolute(trees, tmp_path):
+    sc, fsdd, _ = trees
+    other = tmp_path / "other"
+    _tone(other / "a.wav", 0.5, 16000)
+    (other / "dev.jsonl").write_text(json.dumps({"audio": "a.wav", "text": "koala", "duration": 0.5}) + "\n")
+    out = tmp_path / "out"
+    rw.prepare(sc, fsdd, out, merge_dev=(other / "dev.jsonl",))
+    merged = [json.loads(x) for x in (out / "dev_real.jsonl").read_text().splitlines()]
+    assert merged[-1]["audio"] == str((other / "a.wav").resolve())
+    assert all(Path(r["audio"]).is_file() for r in merged)
+    assert len(merged) == len((out / "dev.jsonl").read_text().splitlines()) + 1
+
+
+def test_errors(tmp_path, trees, capsys):
+    sc, _, _ = trees
+    with pytest.raises(rw.RecipeError, match="no such folder"):
+        rw.prepare(tmp_path / "missing", None, tmp_path / "o")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(rw.RecipeError, match="no labelled clips"):
+        rw.prepare(None, tmp_path / "empty", tmp_path / "o")
+    with pytest.raises(rw.RecipeError, match="at least one source"):
+        rw.prepare(None, None, tmp_path / "o")
+    with pytest.raises(rw.RecipeError, match="speaker split"):
+        rw.prepare(sc, None, tmp_path / "o", sc_dev_frac=1e-9)
+    assert rw.main(["--fsdd", str(tmp_path / "missing"), "--data-dir", str(tmp_path / "o")]) == 2
+    assert "no such folder" in capsys.readouterr().err
