@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import os
-from typing import Tuple
+import struct
+import warnings
+from typing import Optional, Tuple
 
 import numpy as np
 
-__all__ = ["read_audio", "AudioError"]
+__all__ = ["read_audio", "AudioError", "AudioWarning"]
 
 
 class AudioError(ValueError):
     """A file that cannot be used as audio input; the message names the file and the reason."""
+
+
+class AudioWarning(UserWarning):
+    """A file that is used, but not all of it as its header says (e.g. a truncated WAV);
+    the ``asr`` commands print it as one line on stderr."""
 
 
 def read_audio(path: str) -> Tuple[np.ndarray, int]:
@@ -19,7 +26,8 @@ def read_audio(path: str) -> Tuple[np.ndarray, int]:
 
     Multi-channel audio is down-mixed by averaging. Raises :class:`AudioError` for a
     missing file, a file that is not audio, an unsupported format, empty audio, or
-    NaN/inf samples.
+    NaN/inf samples. Warns (:class:`AudioWarning`) when a WAV file holds less audio than its
+    header declares (an interrupted recording or copy): what is there is returned.
     """
     import soundfile as sf
 
@@ -37,5 +45,30 @@ def read_audio(path: str) -> Tuple[np.ndarray, int]:
         raise AudioError(f"{path}: contains no audio samples")
     if not np.isfinite(data).all():
         raise AudioError(f"{path}: contains NaN or infinite samples")
+    missing = _wav_missing_bytes(path)
+    if missing:
+        declared, have = missing
+        warnings.warn(f"{path}: truncated WAV file: its header declares {declared} bytes of audio, the file holds "
+                      f"{have}; using the {data.shape[0] / sr:.2f} s that are there", AudioWarning, stacklevel=2)
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     return np.ascontiguousarray(mono, dtype=np.float32), int(sr)
+
+
+def _wav_missing_bytes(path: str) -> Optional[Tuple[int, int]]:
+    """For a RIFF/WAVE file whose ``data`` chunk is shorter than its header says:
+    ``(declared, present)`` bytes; otherwise None. Streaming writers' "unknown length"
+    sizes (0, 0xFFFFFFFF) and other formats are not checked."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        size = os.fstat(f.fileno()).st_size
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            cid, n = struct.unpack("<4sI", f.read(8))
+            if cid == b"data":
+                present = size - (pos + 8)
+                return (n, present) if present < n and n not in (0, 0xFFFFFFFF) else None
+            pos += 8 + n + (n & 1)  # chunks are padded to an even length
+    return None

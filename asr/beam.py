@@ -23,6 +23,7 @@ code path; partial results of a live stream stay greedy.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
+from .argtypes import finite_float
 from .decoding import GreedyCTCDecoder, Result, Word, _Token
 from .tokenizer import WORD_START, Tokenizer
 
@@ -77,6 +79,9 @@ class BeamOptions:
                              f"vocabulary), got {self.beam_size_token}")
         if not self.beam_threshold > 0:
             raise ValueError(f"--beam-threshold must be positive, got {self.beam_threshold}")
+        for name in ("lm_weight", "word_score"):
+            if not math.isfinite(getattr(self, name)):  # NaN would make every hypothesis's score NaN
+                raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {getattr(self, name)}")
 
     def describe(self) -> str:
         """One line for logs and reports, e.g. ``beam 128 (8 tokens/step, threshold 50) + LM (weight 1, word score 1)``."""
@@ -125,8 +130,8 @@ def add_beam_arguments(p) -> None:
                    help="drop hypotheses scoring more than X below the best (default: %(default)s)")
     p.add_argument("--lm", metavar="ARPA", help="word n-gram LM for --decoder beam (build one with `asr lm`; "
                    "tune its weights with recipes/eval/tune_lm.py); output is then limited to the LM's words")
-    p.add_argument("--lm-weight", type=float, default=BeamOptions.lm_weight, help="LM weight (default: %(default)s)")
-    p.add_argument("--word-score", type=float, default=BeamOptions.word_score,
+    p.add_argument("--lm-weight", type=finite_float, default=BeamOptions.lm_weight, help="LM weight (default: %(default)s)")
+    p.add_argument("--word-score", type=finite_float, default=BeamOptions.word_score,
                    help="per-word bonus with --lm (default: %(default)s)")
 
 

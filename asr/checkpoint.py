@@ -24,6 +24,7 @@ import torch
 
 from .features import FeatureConfig, LogMel
 from .model import CTCModel, ModelConfig, quantize_int8
+from .stream import Stream
 from .tokenizer import Tokenizer, tokenizer_from_dict
 
 __all__ = ["Recognizer", "load_model", "save_checkpoint", "available_models", "ModelNotFoundError", "FORMAT"]
@@ -40,7 +41,7 @@ class ModelNotFoundError(FileNotFoundError):
 class Recognizer:
     """Everything needed to turn audio into text: one shared, stateless model.
 
-    Streams (:class:`streaming.Stream`) hold all per-utterance state; any number of
+    Streams (:class:`asr.stream.Stream`) hold all per-utterance state; any number of
     them can share one ``Recognizer``.
     """
 
@@ -59,10 +60,8 @@ class Recognizer:
         """Seconds per output step."""
         return self.model.cfg.subsampling * self.features.frame_shift_s
 
-    def stream(self, sample_rate: int = 16000, **kwargs):
-        """A new :class:`streaming.Stream` over this model."""
-        from streaming.stream import Stream
-
+    def stream(self, sample_rate: int = 16000, **kwargs) -> Stream:
+        """A new :class:`asr.stream.Stream` over this model (``kwargs``: its options)."""
         return Stream(self, sample_rate=sample_rate, **kwargs)
 
     def transcribe(self, samples, sample_rate: int = 16000, chunk_samples: Optional[int] = None, decoder=None):

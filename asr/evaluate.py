@@ -3,9 +3,9 @@
 Inputs are JSON-lines manifests (:func:`asr.data.read_manifest`) and LibriSpeech-layout
 directories (``SPEAKER/CHAPTER/SPEAKER-CHAPTER.trans.txt`` lines ``UTT-ID TEXT`` next to
 ``UTT-ID.flac``, found recursively). Every utterance goes through the streaming path:
-a :class:`streaming.Stream` per utterance, fed whole or in ``--chunk-ms`` chunks (the
+a :class:`asr.stream.Stream` per utterance, fed whole or in ``--chunk-ms`` chunks (the
 output is the same for any chunking), several streams stepped as one batch with
-:func:`streaming.decode_streams`. ``--decoder beam`` runs :mod:`asr.beam` over the
+:func:`asr.stream.decode_streams`. ``--decoder beam`` runs :mod:`asr.beam` over the
 log-probabilities the streams produced.
 
 Scoring (:func:`score`, :func:`score_pairs`): reference and hypothesis both go through
@@ -270,8 +270,8 @@ class EvalOptions:
         return "greedy" if self.beam is None else self.beam.describe()
 
     def check(self) -> None:
-        if self.chunk_ms is not None and not self.chunk_ms > 0:
-            raise ValueError(f"--chunk-ms must be positive, got {self.chunk_ms}")
+        if self.chunk_ms is not None and not (math.isfinite(self.chunk_ms) and self.chunk_ms > 0):
+            raise ValueError(f"--chunk-ms must be positive and finite, got {self.chunk_ms}")
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.threads < 0:
@@ -301,7 +301,7 @@ def torch_threads(n: int):
 def run_streams(rec, waves: Sequence[Tuple["object", int]], chunk_ms: Optional[float], **stream_kwargs) -> list:
     """Feed a batch of ``(samples, sample_rate)`` utterances through streams stepped together
     (``rec.stream(sr, **stream_kwargs)``), whole or in ``chunk_ms`` chunks, and finish them -> the streams."""
-    from streaming import decode_streams
+    from .stream import decode_streams
 
     streams = [rec.stream(sr, **stream_kwargs) for _, sr in waves]
     if chunk_ms is None:
@@ -466,8 +466,8 @@ def measure_latency(rec, utts: Sequence[Utterance], chunk_ms: float = 160.0, pro
 
     from .audio import read_audio
 
-    if not chunk_ms > 0:
-        raise ValueError(f"--latency-chunk-ms must be positive, got {chunk_ms}")
+    if not (math.isfinite(chunk_ms) and chunk_ms > 0):
+        raise ValueError(f"--latency-chunk-ms must be positive and finite, got {chunk_ms}")
     out = LatencyResult(len(utts), chunk_ms)
     for u in tqdm(utts, desc="latency", unit="utt", file=sys.stderr, disable=not progress):
         wave, sr = read_audio(u.audio)
@@ -825,6 +825,7 @@ def _main(args) -> int:
 
 
 def register(sub) -> None:
+    from .argtypes import non_negative_int, positive_float
     from .beam import add_decoder_arguments
     from .checkpoint import add_int8_argument
 
@@ -838,7 +839,7 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="MANIFEST_OR_DIR",
                    help="JSON-lines manifests ({audio, text, ...}) or LibriSpeech-layout directories")
     p.add_argument("--model", default="default", help="bundled model name or checkpoint path (default: %(default)s)")
-    p.add_argument("--chunk-ms", type=float, default=None, metavar="N",
+    p.add_argument("--chunk-ms", type=positive_float, default=None, metavar="N",
                    help="feed audio to the streams in chunks of N ms (default: whole utterances; same output)")
     add_int8_argument(p)
     add_decoder_arguments(p)
@@ -846,7 +847,7 @@ def register(sub) -> None:
                    help="streams decoded together (default: %(default)s)")
     p.add_argument("--out", metavar="DIR", help="write report.md, summary.json, utterances.jsonl and PNG plots here")
     p.add_argument("--json", action="store_true", help="print the summary as JSON (rates in percent)")
-    p.add_argument("--threads", type=int, default=1, metavar="N",
+    p.add_argument("--threads", type=non_negative_int, default=1, metavar="N",
                    help="torch CPU threads of the batched run (0: all cores; default: %(default)s: streams are "
                         "batched, and extra threads mostly wait on a busy machine)")
     p.add_argument("--limit", type=int, default=0, metavar="N", help="only the first N utterances of each input")
@@ -857,7 +858,7 @@ def register(sub) -> None:
     p.add_argument("--latency", action="store_true", help="measure streaming latency at real-time pace (slow)")
     p.add_argument("--latency-utts", type=int, default=30, metavar="N",
                    help="utterances for --latency (default: %(default)s)")
-    p.add_argument("--latency-chunk-ms", type=float, default=160.0, metavar="N",
+    p.add_argument("--latency-chunk-ms", type=positive_float, default=160.0, metavar="N",
                    help="chunk size for --latency (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_main)

@@ -1,6 +1,6 @@
 """``asr transcribe``: files -> text, through the streaming path.
 
-Each file is fed to a :class:`streaming.Stream` in chunks of ``--chunk-ms``
+Each file is fed to a :class:`asr.stream.Stream` in chunks of ``--chunk-ms``
 (default: the whole file at once) and finished; the result is the same for any
 chunk size.
 """
@@ -8,6 +8,7 @@ chunk size.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 
@@ -20,6 +21,8 @@ def transcribe_file(rec, path: str, chunk_ms=None, decoder=None) -> dict:
     ``decoder``: see :meth:`asr.checkpoint.Recognizer.transcribe` (None: greedy)."""
     from .audio import read_audio
 
+    if chunk_ms is not None and not (math.isfinite(chunk_ms) and chunk_ms > 0):
+        raise ValueError(f"chunk_ms must be a positive, finite number of milliseconds, got {chunk_ms}")
     samples, sr = read_audio(path)
     t0 = time.perf_counter()
     chunk = None if not chunk_ms else max(1, int(round(sr * chunk_ms / 1000)))
@@ -44,8 +47,6 @@ def _main(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.chunk_ms is not None and args.chunk_ms <= 0:
-        raise ValueError(f"--chunk-ms must be positive, got {args.chunk_ms}")
     check_decoder_arguments(args)
     rec = load_model(args.model, int8=args.int8)
     decoder = decoder_from_arguments(args, rec)
@@ -67,6 +68,7 @@ def _main(args) -> int:
 
 
 def register(sub) -> None:
+    from .argtypes import non_negative_int, positive_float
     from .beam import add_decoder_arguments
     from .checkpoint import add_int8_argument
 
@@ -77,11 +79,12 @@ def register(sub) -> None:
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, OGG, ...)")
     p.add_argument("--model", default="default", help="bundled model name or checkpoint path (default: %(default)s)")
-    p.add_argument("--chunk-ms", type=float, default=None, metavar="N",
+    p.add_argument("--chunk-ms", type=positive_float, default=None, metavar="N",
                    help="feed the audio through the stream in chunks of N ms (default: whole file; output is identical)")
     p.add_argument("--json", action="store_true",
                    help='one JSON object per file: {"audio", "text", "words": [{"word","start","end","conf"}], "duration", "rtf"}')
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=non_negative_int, default=0, metavar="N",
+                   help="torch CPU threads (default: 0, torch's choice)")
     add_int8_argument(p)
     add_decoder_arguments(p)
     p.set_defaults(func=_main)

@@ -1,5 +1,6 @@
-"""Streaming recognition: per-stream state (:class:`Stream`), WebSocket server and clients."""
+"""Serving on top of the :mod:`asr` engine: batching scheduler, WebSocket protocol and server,
+file and microphone clients, browser page.
 
-from .stream import Stream, StreamClosedError, decode_streams
-
-__all__ = ["Stream", "StreamClosedError", "decode_streams"]
+The per-stream state (:class:`asr.Stream`) and batched stepping (:func:`asr.decode_streams`)
+belong to the engine; this package only imports it, never the reverse.
+"""

@@ -17,12 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import sys
 import time
 from typing import AsyncIterable, Callable, Iterable, List, Optional, Union
 
 import numpy as np
+
+from asr.argtypes import positive_float
+from asr.errors import CLIError
+
+from . import protocol as P
 
 __all__ = ["run_session", "file_chunks", "to_format", "Printer", "ServerError", "register"]
 
@@ -52,9 +58,15 @@ def to_format(samples: np.ndarray, fmt: str) -> bytes:
     raise ValueError(f"unknown format {fmt!r} (s16le or f32le)")
 
 
-async def file_chunks(samples: np.ndarray, sample_rate: int, chunk_s: float = 0.1, realtime: bool = False):
-    """Yield ``chunk_s`` pieces of ``samples``; with ``realtime``, no faster than they would be recorded."""
-    step = max(1, int(round(chunk_s * sample_rate)))
+def file_chunks(samples: np.ndarray, sample_rate: int, chunk_s: float = 0.1, realtime: bool = False):
+    """An async iterator of ``chunk_s`` pieces of ``samples``; with ``realtime``, no faster than
+    they would be recorded. A bad ``chunk_s`` raises ``ValueError`` here, before any connection."""
+    if not (math.isfinite(chunk_s) and chunk_s > 0):
+        raise ValueError(f"chunk_s must be a positive, finite number of seconds, got {chunk_s}")
+    return _file_chunks(samples, sample_rate, max(1, int(round(chunk_s * sample_rate))), realtime)
+
+
+async def _file_chunks(samples: np.ndarray, sample_rate: int, step: int, realtime: bool):
     t0 = time.monotonic()
     for i in range(0, len(samples), step):
         if realtime:
@@ -89,8 +101,10 @@ async def run_session(
 ) -> List[dict]:
     """One ``/asr`` session: start, send ``chunks``, end; returns every event received.
 
-    Sending and receiving run concurrently. Raises :class:`ServerError` on an
-    ``error`` event or when the connection closes before ``done``.
+    Sending and receiving run concurrently. A chunk larger than the server's message limit
+    (``max_message_bytes`` of its ``ready`` event) is sent as several messages. Raises
+    :class:`ServerError` on an ``error`` event or when the connection closes before ``done``;
+    an exception from ``chunks`` closes the connection and is raised.
     """
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
@@ -110,14 +124,21 @@ async def run_session(
         if ready.get("type") != "ready":
             raise ServerError(ready.get("code", "protocol"), ready.get("message", f"expected ready, got {ready}"), events)
 
+        limit = _message_limit(ready, fmt)
+        failed: List[BaseException] = []  # the audio source's exception, set before the connection closes
+
         async def send():
             try:
                 async for c in _aiter(chunks):
-                    if len(c):
-                        await ws.send(to_format(c, fmt))
+                    data = to_format(c, fmt)
+                    for i in range(0, len(data), limit):
+                        await ws.send(data[i : i + limit])
                 await ws.send(json.dumps({"type": "end"}))
             except ConnectionClosed:
                 pass  # the receiver reports why
+            except Exception as e:  # the audio source failed: end the session instead of waiting for the server
+                failed.append(e)
+                await ws.close(1011, "client error")
 
         sender = asyncio.create_task(send())
         try:
@@ -130,12 +151,24 @@ async def run_session(
             pass  # closed with an error code: the error event (or its absence) is reported below
         finally:
             sender.cancel()
+        if failed:
+            raise failed[0]
         err = next((e for e in events if e.get("type") == "error"), None)
         if err:
             raise ServerError(err.get("code", "error"), err.get("message", ""), events)
         if events[-1].get("type") != "done":
             raise ServerError("closed", f"connection closed before done (code {ws.close_code}: {ws.close_reason})", events)
     return events
+
+
+def _message_limit(ready: dict, fmt: str) -> int:
+    """Bytes per binary message: the server's limit from ``ready`` (protocol >= 1.1, else the
+    default server's), rounded down to whole samples."""
+    limit = ready.get("max_message_bytes")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        limit = P.MAX_MESSAGE_BYTES
+    size = P.FORMATS[fmt][1]
+    return max(size, limit - limit % size)
 
 
 class Printer:
@@ -166,10 +199,7 @@ class Printer:
 
 def _main(args) -> int:
     from asr.audio import read_audio
-    from asr.cli import CLIError
 
-    if args.chunk_ms <= 0:
-        raise ValueError(f"--chunk-ms must be positive, got {args.chunk_ms}")
     samples, sr = read_audio(args.file)
     token = args.token if args.token is not None else os.environ.get("ASR_SERVER_TOKEN") or None
     ssl_ctx = None
@@ -219,7 +249,9 @@ def register(sub) -> None:
     p.add_argument("file", metavar="FILE", help="audio file (WAV, FLAC, OGG, ...; any rate, sent at its own rate)")
     p.add_argument("--url", default=DEFAULT_URL, help="server endpoint (default: %(default)s)")
     p.add_argument("--realtime", action="store_true", help="send no faster than real time, like a live source")
-    p.add_argument("--chunk-ms", type=float, default=100.0, metavar="N", help="audio per message, ms (default: %(default)s)")
+    p.add_argument("--chunk-ms", type=positive_float, default=100.0, metavar="N",
+                   help="audio per message, ms (default: %(default)s; larger chunks are split to the server's "
+                        "message limit)")
     p.add_argument("--format", choices=["s16le", "f32le"], default="s16le", help="PCM format on the wire (default: %(default)s)")
     add_connection_args(p)
     p.set_defaults(func=_main)

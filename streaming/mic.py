@@ -27,6 +27,7 @@ import numpy as np
 from asr.beam import add_decoder_arguments
 from asr.checkpoint import add_int8_argument
 from asr.decoding import EndpointConfig
+from asr.errors import CLIError
 
 __all__ = ["input_devices", "run_local", "register"]
 
@@ -34,8 +35,6 @@ BLOCK_S = 0.1  # audio per capture block / message, seconds
 
 
 def _sd():
-    from asr.cli import CLIError
-
     try:
         import sounddevice as sd
     except OSError as e:  # the Python package is there, the PortAudio library is not
@@ -53,8 +52,6 @@ def input_devices(sd) -> list:
 
 
 def _pick_device(sd, device):
-    from asr.cli import CLIError
-
     inputs = input_devices(sd)
     if not inputs:
         raise CLIError("no audio input device found (no microphone, or no access to the sound system); "
@@ -110,7 +107,7 @@ def run_local(rec, blocks: Iterable[np.ndarray], sample_rate: int, on_event: Cal
               endpoint: EndpointConfig = EndpointConfig(), final_decoder=None, partials: bool = True) -> list:
     """In-process recognition of ``blocks``: the same events a server sends (partial/final).
 
-    ``final_decoder``: see :class:`streaming.Stream` (finals by beam search, partials greedy)."""
+    ``final_decoder``: see :class:`asr.stream.Stream` (finals by beam search, partials greedy)."""
     from .protocol import final_event, partial_event
 
     st = rec.stream(sample_rate, endpoint=endpoint, final_decoder=final_decoder)
@@ -193,8 +190,6 @@ def _main(args) -> int:
                     asyncio.run(run_session(args.url, chunks(), sr, "s16le", partials=not args.no_partials,
                                             words=not args.no_words, endpoint=endpoint, token=token, on_event=printer))
                 except ServerError as e:
-                    from asr.cli import CLIError
-
                     raise CLIError(f"server: {e}") from None
     finally:
         signal.signal(signal.SIGINT, prev)

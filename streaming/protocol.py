@@ -25,16 +25,21 @@ from typing import Optional, Tuple, Union
 import numpy as np
 
 from asr.decoding import EndpointConfig, Result
+from asr.stream import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 __all__ = [
-    "PROTOCOL_VERSION", "ProtocolError", "ERRORS", "StartOptions", "FORMATS",
+    "PROTOCOL_VERSION", "MAX_MESSAGE_BYTES", "ProtocolError", "ERRORS", "StartOptions", "FORMATS",
     "parse_json", "parse_client_message", "parse_start", "decode_audio",
     "ready_event", "partial_event", "final_event", "done_event", "error_event",
     "VoskConfig", "parse_vosk_message", "vosk_partial", "vosk_final",
 ]
 
 # Bump the minor version for additions old clients can ignore, the major one for breaking changes.
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
+
+# the server's default limit on a binary message (asr serve --max-message-bytes); ready events
+# carry the limit in effect, so clients split their audio to fit
+MAX_MESSAGE_BYTES = 512 * 1024
 
 # PCM formats: name -> (numpy dtype, bytes per sample). Little-endian, mono.
 FORMATS = {"s16le": (np.dtype("<i2"), 2), "f32le": (np.dtype("<f4"), 4)}
@@ -58,7 +63,7 @@ ERRORS = {
 
 # per-connection option limits (seconds); the server's defaults come from EndpointConfig
 _LIMITS = {"trailing_silence_s": (0.05, 30.0), "max_segment_s": (1.0, 600.0)}
-MIN_RATE, MAX_RATE = 1000, 384000  # Hz, what streaming.Stream accepts
+MIN_RATE, MAX_RATE = MIN_SAMPLE_RATE, MAX_SAMPLE_RATE  # Hz, what asr.Stream accepts
 
 
 class ProtocolError(Exception):
@@ -201,11 +206,13 @@ def decode_audio(data: bytes, fmt: str = "s16le") -> np.ndarray:
 # ---- /asr: server -> client ------------------------------------------------------------
 
 
-def ready_event(session: str, opts: StartOptions, model: str) -> dict:
+def ready_event(session: str, opts: StartOptions, model: str, max_message_bytes: int = MAX_MESSAGE_BYTES) -> dict:
+    """``max_message_bytes``: the server's limit on one binary message (since protocol 1.1)."""
     return {
         "type": "ready", "session": session, "protocol": PROTOCOL_VERSION, "model": model,
         "sample_rate": opts.sample_rate, "format": opts.format,
         "partials": opts.partials, "words": opts.words, "endpoint": asdict(opts.endpoint),
+        "max_message_bytes": max_message_bytes,
     }
 
 

@@ -4,7 +4,7 @@ The event loop only parses messages and queues work; one worker thread repeatedl
 
 1. takes every stream with queued input (up to ``max_batch``, oldest first),
 2. feeds each stream the audio it took (:meth:`Stream.feed`: resampling and features),
-3. runs the model ONCE for all of them (:func:`streaming.decode_streams`: states stacked,
+3. runs the model ONCE for all of them (:func:`asr.stream.decode_streams`: states stacked,
    stepped, unstacked; equal to stepping each stream alone),
 4. checks endpoints, applies queued ``reset`` / ``end`` controls, and
 5. posts one :class:`StepOutput` per stream back to the event loop with
@@ -19,7 +19,7 @@ Work is queued per stream in arrival order. Audio is cut into pieces of at most
 up to ``step_s`` of audio, plus a control message if one follows them. Streams made
 with ``per_message=True`` (the Vosk endpoint, which answers every message exactly
 once) take exactly one message per step. Queues are bounded by the caller
-(``streaming.server`` stops reading a connection while its queued audio or item count
+(``streaming.connection`` stops reading a connection while its queued audio or item count
 is over its limit), so this module never drops or refuses input.
 """
 
@@ -35,8 +35,7 @@ from typing import Callable, Deque, List, Optional, Tuple
 import numpy as np
 
 from asr.decoding import Result
-
-from .stream import Stream, decode_streams
+from asr.stream import Stream, decode_streams
 
 __all__ = ["Scheduler", "Job", "StepOutput"]
 

@@ -132,9 +132,68 @@ def test_missing_model_message(wav, capsys):
     assert rc == 1 and "model file not found" in err
 
 
-def test_bad_chunk_ms(model_path, wav, capsys):
-    rc, _, err = run_cli(["transcribe", wav, "--model", model_path, "--chunk-ms", "0"], capsys)
-    assert rc == 1 and "--chunk-ms" in err
+@pytest.mark.parametrize("args, option", [
+    (["transcribe", "{wav}", "--chunk-ms", "0"], "--chunk-ms"),
+    (["transcribe", "{wav}", "--chunk-ms", "inf"], "--chunk-ms"),  # was an OverflowError traceback
+    (["transcribe", "{wav}", "--chunk-ms", "nan"], "--chunk-ms"),  # was "cannot convert float NaN to integer"
+    (["transcribe", "{wav}", "--threads", "-1"], "--threads"),  # was a RuntimeError traceback from torch
+    (["transcribe", "{wav}", "--decoder", "beam", "--lm-weight", "nan"], "--lm-weight"),  # was an IndexError traceback
+    (["transcribe", "{wav}", "--decoder", "beam", "--word-score", "inf"], "--word-score"),
+    (["eval", "{wav}", "--chunk-ms", "inf"], "--chunk-ms"),
+    (["serve", "--threads", "-1"], "--threads"),  # was a RuntimeError traceback from torch
+    (["client", "{wav}", "--chunk-ms", "inf"], "--chunk-ms"),  # was a 60 s hang until the server's idle timeout
+    (["client", "{wav}", "--chunk-ms", "nan"], "--chunk-ms"),
+])
+def test_bad_option_values_are_one_line_usage_errors(args, option, model_path, wav, capsys):
+    """Refused while parsing, before any model or connection: one argparse-style line naming
+    the option, exit status 2."""
+    argv = [a.format(wav=wav) for a in args] + (["--model", model_path] if args[0] != "client" else [])
+    rc, out, err = run_cli(argv, capsys)
+    assert rc == 2 and out == ""
+    assert err.startswith(f"asr {args[0]}: error: argument {option}: ") and len(err.strip().splitlines()) == 1, err
+
+
+def test_usage_errors_are_one_line(capsys):
+    rc, _, err = run_cli(["transcribe"], capsys)
+    assert rc == 2 and err.strip() == "asr transcribe: error: the following arguments are required: FILE"
+
+
+def test_beam_options_refuse_non_finite_weights():
+    from asr.beam import BeamOptions
+
+    for name in ("lm_weight", "word_score"):
+        for x in (float("nan"), float("inf")):
+            with pytest.raises(ValueError, match=f"--{name.replace('_', '-')} must be a finite number"):
+                BeamOptions(**{name: x})
+
+
+def test_transcribe_file_refuses_non_finite_chunk(model_path, wav):
+    from asr.checkpoint import load_model
+    from asr.transcribe import transcribe_file
+
+    rec = load_model(model_path)
+    for ms in (float("inf"), float("nan"), 0):
+        with pytest.raises(ValueError, match="chunk_ms"):
+            transcribe_file(rec, wav, ms)
+
+
+def test_truncated_wav_is_transcribed_with_a_warning(model_path, wav, tmp_path, capsys):
+    """A WAV whose header declares more audio than the file holds (an interrupted copy or
+    recording): what is there is transcribed, with a one-line warning on stderr."""
+    from asr.audio import read_audio
+
+    data = open(wav, "rb").read()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 2 + 1])  # also cuts a sample in half
+    rc, out, err = run_cli(["transcribe", str(cut), "--model", model_path, "--json"], capsys)
+    assert rc == 0 and json.loads(out)["duration"] < 1.0
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"asr transcribe: warning: {cut}: truncated WAV file") and "0.7" in err
+    with pytest.warns(UserWarning, match="truncated"):
+        samples, sr = read_audio(str(cut))
+    assert len(samples) == (len(data) // 2 - 44) // 2  # the whole samples after the 44-byte header
+    rc, _, err = run_cli(["transcribe", wav, "--model", model_path], capsys)
+    assert rc == 0 and err == ""  # a whole file: no warning
 
 
 def test_beam_pruning_flags(model_path, wav, capsys):

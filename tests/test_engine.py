@@ -8,7 +8,7 @@ import torchaudio
 from asr.checkpoint import load_model
 from asr.features import LogMel, StreamingFeatures, StreamingResampler, num_frames
 from asr.model import stack_states, unstack_states
-from streaming.stream import Stream, decode_streams
+from asr.stream import Stream, decode_streams
 
 from conftest import ShoutingGreedy, speechlike
 
@@ -300,7 +300,7 @@ def test_bad_stream_input(rec_gru):
     with pytest.raises(ValueError, match="sample_rate"):
         Stream(rec_gru, sample_rate=0)
     st.finish()
-    from streaming.stream import StreamClosedError
+    from asr.stream import StreamClosedError
 
     with pytest.raises(StreamClosedError):
         st.accept_waveform(np.zeros(10, dtype=np.float32))

@@ -113,8 +113,11 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, ckpt):
     assert err.count("\n") == 0 and "bad.jsonl:1: bad JSON" in err and err.startswith("asr eval: error:")
     sf.write(tmp_path / "ok.wav", np.zeros(1600, dtype=np.float32), SR)
     m = write_manifest(tmp_path / "ok.jsonl", [{"audio": "ok.wav", "text": "a"}])
-    assert cli_main(["eval", m, "--model", ckpt, "--chunk-ms", "0", "--quiet"]) == 1
-    assert "--chunk-ms must be positive" in capsys.readouterr().err
+    assert cli_main(["eval", m, "--model", ckpt, "--chunk-ms", "0", "--quiet"]) == 2  # a bad command line
+    assert "argument --chunk-ms: must be a positive, finite number" in capsys.readouterr().err
+    for bad in ({"chunk_ms": 0}, {"chunk_ms": float("inf")}, {"chunk_ms": float("nan")}, {"threads": -1}):
+        with pytest.raises(ValueError):
+            EvalOptions(**bad).check()
 
 
 def make_librispeech(root, bad=False):

@@ -106,6 +106,8 @@ def test_events():
     assert ready["type"] == "ready" and ready["session"] == "abc" and ready["sample_rate"] == 8000
     assert ready["model"] == "m" and ready["protocol"] == P.PROTOCOL_VERSION
     assert ready["endpoint"] == {"trailing_silence_s": 0.8, "max_segment_s": 20.0, "enabled": True}
+    assert ready["max_message_bytes"] == P.MAX_MESSAGE_BYTES  # since 1.1: clients split audio to fit
+    assert P.ready_event("abc", opts, "m", 4000)["max_message_bytes"] == 4000
     assert P.partial_event(RES) == {"type": "partial", "text": "hello world", "start": 0.0, "end": 1.235}
     fin = P.final_event(RES, "endpoint")
     assert fin == {"type": "final", "text": "hello world", "start": 0.0, "end": 1.235, "reason": "endpoint",

@@ -95,7 +95,7 @@ def test_final_text_equals_transcribe(server, rec, fmt, sr, chunk_s):
     events = session(server.url + "/asr", wave, sr, fmt, chunk_s)
     ready = events[0]
     assert ready["type"] == "ready" and ready["sample_rate"] == sr and ready["format"] == fmt
-    assert ready["model"] == rec.name and ready["protocol"] == "1.0" and ready["session"]
+    assert ready["model"] == rec.name and ready["protocol"] == "1.1" and ready["session"]
     assert events[-1] == {"type": "done"}
     assert joined(events) == ref
     fin = finals(events)[-1]
@@ -212,6 +212,48 @@ def test_client_cli_matches_transcribe_cli(server, rec, ckpt, tmp_path, capsys):
     # a connection error is one line on stderr, exit status 1
     assert main(["client", str(path), "--url", "ws://127.0.0.1:1/asr"]) == 1
     assert "cannot connect" in capsys.readouterr().err
+
+
+def test_client_splits_audio_to_the_server_message_limit(rec, tmp_path, capsys):
+    """`asr client --chunk-ms 20000` used to send one message over the server's limit (too_large):
+    chunks are split to the limit the server gives in `ready`."""
+    from asr.cli import main
+
+    path = tmp_path / "a.wav"
+    wave = speechlike(1.5, seed=41)
+    sf.write(path, wave, 16000, subtype="PCM_16")
+    ref = rec.transcribe(wire(wave, "s16le")).text
+    with BackgroundServer(rec, ServerConfig(port=0, max_message_bytes=4001)) as srv:  # 2000 s16le samples + 1 byte
+        assert main(["client", str(path), "--url", srv.url + "/asr", "--chunk-ms", "20000", "--json"]) == 0
+        events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert events[0]["max_message_bytes"] == 4001 and events[-1]["type"] == "done" and joined(events) == ref
+        events = session(srv.url + "/asr", wave, 16000, "f32le", chunk_s=1.5)  # 4 bytes per sample
+        assert events[-1]["type"] == "done" and joined(events) == rec.transcribe(wire(wave, "f32le")).text
+
+
+def test_client_message_limit_without_a_server_limit():
+    from streaming import protocol as P
+    from streaming.client import _message_limit
+
+    assert _message_limit({"type": "ready"}, "s16le") == P.MAX_MESSAGE_BYTES  # a 1.0 server: its default
+    assert _message_limit({"max_message_bytes": 4003}, "f32le") == 4000  # whole samples only
+    assert _message_limit({"max_message_bytes": "big"}, "s16le") == P.MAX_MESSAGE_BYTES
+
+
+def test_failing_audio_source_ends_the_session(server):
+    """An exception from the chunks closes the connection and is raised at once, instead of the
+    session waiting for the server's idle timeout (`asr client --chunk-ms inf` hung for 60 s)."""
+    with pytest.raises(ValueError, match="chunk_s must be a positive, finite number"):
+        file_chunks(speechlike(0.5), 16000, float("inf"))
+
+    async def broken():
+        yield speechlike(0.2)
+        raise RuntimeError("microphone unplugged")
+
+    t = time.monotonic()
+    with pytest.raises(RuntimeError, match="microphone unplugged"):
+        asyncio.run(run_session(server.url + "/asr", broken(), 16000))
+    assert time.monotonic() - t < server.server.cfg.idle_timeout_s / 2
 
 
 # ---- protocol errors ------------------------------------------------------------------------
@@ -354,11 +396,29 @@ def test_tls(rec, tmp_path):
             connect(srv.url.replace("wss://", "ws://") + "/asr", open_timeout=3)
 
 
+def test_serve_names_missing_or_bad_tls_files(ckpt, tmp_path, capsys):
+    """`asr serve --certfile /nonexistent.pem` said only "[Errno 2] No such file or directory"."""
+    from asr.cli import main
+
+    missing = str(tmp_path / "nonexistent.pem")
+    assert main(["serve", "--model", str(ckpt), "--port", "0", "--certfile", missing]) == 1
+    err = capsys.readouterr().err
+    assert err == f"asr serve: error: TLS certificate file not found: {missing}\n"
+    not_pem = tmp_path / "cert.pem"
+    not_pem.write_text("not a certificate\n")
+    assert main(["serve", "--model", str(ckpt), "--port", "0", "--certfile", str(not_pem), "--keyfile", missing]) == 1
+    assert capsys.readouterr().err == f"asr serve: error: TLS key file not found: {missing}\n"
+    assert main(["serve", "--model", str(ckpt), "--port", "0", "--certfile", str(not_pem)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"asr serve: error: cannot load the TLS certificate and key from {not_pem}: ")
+    assert len(err.splitlines()) == 1
+
+
 def test_http_routes(server):
     http = server.url.replace("ws://", "http://")
     r = urllib.request.urlopen(http + "/healthz")
     health = json.loads(r.read())
-    assert r.status == 200 and health["status"] == "ok" and health["protocol"] == "1.0"
+    assert r.status == 200 and health["status"] == "ok" and health["protocol"] == "1.1"
     page = urllib.request.urlopen(http + "/")
     assert page.headers["Content-Type"].startswith("text/html")
     html = page.read().decode()
@@ -417,10 +477,10 @@ def test_backpressure_bounds_queued_audio(rec):
 
 def test_message_floods_are_bounded(rec, monkeypatch):
     """Messages that carry no audio (resets, empty Vosk messages) are bounded by an item count."""
-    import streaming.server
+    import streaming.connection
 
     MAX_PENDING_ITEMS = 8  # lower than the default so a flood from one client reaches it
-    monkeypatch.setattr(streaming.server, "MAX_PENDING_ITEMS", MAX_PENDING_ITEMS)
+    monkeypatch.setattr(streaming.connection, "MAX_PENDING_ITEMS", MAX_PENDING_ITEMS)
     with BackgroundServer(rec, ServerConfig(port=0)) as srv:
         n = 300
 

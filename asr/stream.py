@@ -37,11 +37,13 @@ from typing import List, Optional
 
 import torch
 
-from asr.decoding import EndpointConfig, GreedyCTCDecoder, Result, Word
-from asr.features import StreamingFeatures, StreamingResampler, to_mono_float
-from asr.model import stack_states, unstack_states
+from .decoding import EndpointConfig, GreedyCTCDecoder, Result, Word
+from .features import StreamingFeatures, StreamingResampler, to_mono_float
+from .model import stack_states, unstack_states
 
-__all__ = ["Stream", "decode_streams", "StreamClosedError"]
+__all__ = ["Stream", "decode_streams", "StreamClosedError", "MIN_SAMPLE_RATE", "MAX_SAMPLE_RATE"]
+
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000  # Hz of the input audio a stream accepts
 
 _ids = itertools.count(1)
 
@@ -51,7 +53,7 @@ warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
 
 
 class StreamClosedError(RuntimeError):
-    pass
+    """Audio fed to, or :meth:`Stream.finish` called on, a finished stream."""
 
 
 class Stream:
@@ -71,8 +73,9 @@ class Stream:
 
     def __init__(self, recognizer, sample_rate: int = 16000, endpoint: EndpointConfig = EndpointConfig(),
                  keep_log_probs: bool = False, final_decoder=None):
-        if not isinstance(sample_rate, int) or sample_rate < 1000 or sample_rate > 384000:
-            raise ValueError(f"sample_rate must be an integer between 1000 and 384000 Hz, got {sample_rate!r}")
+        if not isinstance(sample_rate, int) or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+            raise ValueError(f"sample_rate must be an integer between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz, "
+                             f"got {sample_rate!r}")
         self.id = next(_ids)
         self.rec = recognizer
         self.sample_rate = sample_rate

@@ -1,0 +1,122 @@
+"""``asr serve``: the command that runs :class:`streaming.server.ASRServer` until SIGTERM.
+
+Usage::
+
+    asr serve --model exp/ckpt.pt --port 2700
+    asr serve --decoder beam --lm lm.arpa --certfile cert.pem --token SECRET
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from asr.argtypes import non_negative_int
+from asr.beam import add_decoder_arguments, check_decoder_arguments, decoder_from_arguments
+from asr.checkpoint import add_int8_argument
+from asr.decoding import EndpointConfig
+
+from . import protocol as P
+from .server import ASRServer, ServerConfig, tls_context
+
+__all__ = ["run_server", "register"]
+
+
+async def run_server(rec, cfg: ServerConfig, final_decoder=None) -> int:
+    server = await ASRServer(rec, cfg, final_decoder).start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda s=sig: (print(f"asr serve: {signal.Signals(s).name}: finishing streams",
+                                                         file=sys.stderr, flush=True),
+                                                   asyncio.ensure_future(server.shutdown())))
+    http = "https" if cfg.certfile else "http"
+    host_port = server.url.split("://", 1)[1]
+    opts = getattr(final_decoder, "opts", None)  # BeamOptions of a BeamCTCDecoder
+    finals = "greedy" if final_decoder is None else opts.describe() if opts else type(final_decoder).__name__
+    print(f"asr serve: model {rec.name}; finals {finals}; listening on {server.url}/asr and {server.url}/vosk"
+          + (f"; page {http}://{host_port}/" if server.static else ""), flush=True)
+    await server.wait_stopped()
+    print("asr serve: stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def _main(args) -> int:
+    import torch
+
+    from asr.checkpoint import load_model
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.keyfile and not args.certfile:
+        raise ValueError("--keyfile needs --certfile")
+    if args.certfile:
+        tls_context(args.certfile, args.keyfile)  # a missing or bad file fails now, not after loading the model
+    for name in ("trailing_silence", "max_segment", "idle_timeout", "max_pending"):
+        if not getattr(args, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ("max_connections", "max_message_bytes", "max_batch"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be 0..65535, got {args.port}")
+    if not P.MIN_RATE <= args.vosk_sample_rate <= P.MAX_RATE:
+        raise ValueError(f"--vosk-sample-rate must be {P.MIN_RATE}..{P.MAX_RATE} Hz, got {args.vosk_sample_rate}")
+    token = args.token if args.token is not None else os.environ.get("ASR_SERVER_TOKEN") or None
+    cfg = ServerConfig(
+        host=args.host, port=args.port,
+        endpoint=EndpointConfig(trailing_silence_s=args.trailing_silence, max_segment_s=args.max_segment,
+                                enabled=not args.no_endpoint),
+        max_message_bytes=args.max_message_bytes, max_connections=args.max_connections,
+        idle_timeout_s=args.idle_timeout, max_pending_s=args.max_pending, max_batch=args.max_batch,
+        vosk_sample_rate=args.vosk_sample_rate, token=token, certfile=args.certfile, keyfile=args.keyfile,
+        web=not args.no_web,
+    )
+    check_decoder_arguments(args)
+    rec = load_model(args.model, int8=args.int8)
+    return asyncio.run(run_server(rec, cfg, decoder_from_arguments(args, rec)))
+
+
+def register(sub) -> None:
+    d = ServerConfig()
+    e = d.endpoint
+    p = sub.add_parser(
+        "serve", help="run the WebSocket transcription server",
+        description="Serve live transcription over WebSocket: /asr (JSON protocol, streaming/PROTOCOL.md), "
+                    "/vosk (Vosk-compatible), / (browser microphone page), /healthz, /metrics. "
+                    "SIGTERM finishes every stream with its final result, then exits.",
+    )
+    p.add_argument("--model", default="default", help="bundled model name or checkpoint path, fixed at start-up (default: %(default)s)")
+    p.add_argument("--host", default=d.host, help="interface to listen on (default: %(default)s; 0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=d.port, help="TCP port, 0 for any free one (default: %(default)s)")
+    p.add_argument("--trailing-silence", type=float, default=e.trailing_silence_s, metavar="S",
+                   help="endpoint: non-speech after speech that ends an utterance, s (default: %(default)s)")
+    p.add_argument("--max-segment", type=float, default=e.max_segment_s, metavar="S",
+                   help="endpoint: utterance length after which it ends at the next pause, s (default: %(default)s)")
+    p.add_argument("--no-endpoint", action="store_true", help="no endpointing by default (clients may still enable it)")
+    p.add_argument("--max-connections", type=int, default=d.max_connections, metavar="N",
+                   help="more WebSocket connections are refused with close code 1013 (default: %(default)s)")
+    p.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes, metavar="N",
+                   help="largest binary message, bytes; given to clients in `ready` (default: %(default)s)")
+    p.add_argument("--idle-timeout", type=float, default=d.idle_timeout_s, metavar="S",
+                   help="close connections silent for this long (default: %(default)s)")
+    p.add_argument("--max-pending", type=float, default=d.max_pending_s, metavar="S",
+                   help="queued audio per connection before the server stops reading it, s (default: %(default)s)")
+    p.add_argument("--max-batch", type=int, default=d.max_batch, metavar="N", help="most streams per model step (default: %(default)s)")
+    p.add_argument("--vosk-sample-rate", type=int, default=d.vosk_sample_rate, metavar="HZ",
+                   help="/vosk sample rate when a client sends no config (default: %(default)s, as vosk-server)")
+    p.add_argument("--token", default=None,
+                   help="require this bearer token (Authorization header or ?token=); default: $ASR_SERVER_TOKEN if set")
+    p.add_argument("--certfile", help="TLS certificate (PEM): serve wss:// and https://")
+    p.add_argument("--keyfile", help="TLS private key (PEM), if not in --certfile")
+    p.add_argument("--no-web", action="store_true", help="do not serve the browser page at /")
+    add_decoder_arguments(p, finals_only=True)
+    add_int8_argument(p)
+    p.add_argument("--threads", type=non_negative_int, default=0, metavar="N",
+                   help="torch CPU threads (default: 0, torch's choice)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log connections and errors")
+    p.set_defaults(func=_main)
