@@ -155,6 +155,10 @@ def _coerce(v, default, key):
     return v
 
 
+# keys of a "valid" log record; an extra dev set named like one of them is renamed
+_VALID_KEYS = {"time", "type", "step", "epoch", "partial_epoch", "dev", "wall_h", "cpu_h", "loader_cpu_h", "audio_h"}
+
+
 def lr_lambda(cfg: TrainConfig):
     def f(step: int) -> float:
         if step < cfg.warmup_steps:
@@ -254,7 +258,12 @@ def train(cfg: TrainConfig, exp: str, restart: bool = False, progress: bool = Tr
     logmel = LogMel(fcfg)
     train_utts = [u for m in (cfg.train_manifest, *cfg.extra_train) for u in read_manifest(m) if u.text]
     dev_utts = read_manifest(cfg.dev_manifest)[: cfg.valid_max_utts] if cfg.dev_manifest else []
-    extra_dev = {Path(p).stem: read_manifest(p) for p in cfg.extra_dev}
+    extra_dev = {}
+    for p in cfg.extra_dev:  # named by file stem; "synth_dev" for .../synth/dev.jsonl (log keys must not clash)
+        name = Path(p).stem
+        if name in _VALID_KEYS or name in extra_dev:
+            name = f"{Path(p).parent.name}_{name}"
+        extra_dev[name] = read_manifest(p)
 
     resume = init = None
     if last_path.exists() and not restart:

@@ -396,3 +396,21 @@ def test_children_cpu_clock_counts_live_and_finished_workers():
     if sys.platform.startswith("linux"):  # elsewhere live children are only counted once they exit
         assert live >= 0.5
     assert done >= 0.5 and done >= live - 0.05
+
+
+def test_extra_dev_named_dev_and_selection_by_cer(tiny_data, tmp_path):
+    """An extra dev manifest whose file is also called dev.jsonl is logged under its folder's name
+    (it used to clash with the selection set's "dev" key and crash validation); with
+    select_metric="cer" best.pt is chosen, and its meta reports, by dev CER."""
+    other = tmp_path / "synth"
+    other.mkdir()
+    (other / "dev.jsonl").write_text((tiny_data / "dev.jsonl").read_text())
+    exp = tmp_path / "e"
+    train(tiny_cfg(tiny_data, epochs=2, extra_dev=(str(other / "dev.jsonl"),), select_metric="cer"), str(exp),
+          progress=False)
+    valid = [json.loads(l) for l in open(exp / "log.jsonl") if '"valid"' in l]
+    assert len(valid) == 2 and all("synth_dev" in v and "cer" in v["dev"] for v in valid)
+    best = min(valid, key=lambda v: v["dev"]["cer"])
+    ck = torch.load(exp / "best.pt", map_location="cpu", weights_only=True)
+    assert ck["meta"]["dev"]["cer"] == best["dev"]["cer"]
+    assert ck["meta"]["step"] == best["step"]
