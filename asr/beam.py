@@ -32,7 +32,7 @@ from typing import List, Optional, Sequence
 import torch
 
 from .argtypes import finite_float
-from .decoding import GreedyCTCDecoder, Result, Word, _Token
+from .decoding import Result, Token, Word, assemble_words, span_word
 from .tokenizer import WORD_START, Tokenizer
 
 __all__ = ["BeamOptions", "BeamCTCDecoder", "BeamSearchUnavailable", "beam_available", "add_decoder_arguments",
@@ -148,7 +148,8 @@ def add_decoder_arguments(p, finals_only: bool = False) -> None:
 
 
 class BeamCTCDecoder:
-    """Offline beam search over ``(steps, vocab)`` CTC log-probabilities -> :class:`Result`.
+    """Offline beam search over ``(steps, vocab)`` CTC log-probabilities -> :class:`Result`
+    (an :class:`asr.decoding.Decoder`).
 
     ``step_s`` is the duration of one output step (``Recognizer.step_s``); word times
     and confidences follow the greedy decoder's conventions (start = first step of the
@@ -183,7 +184,6 @@ class BeamCTCDecoder:
         finally:
             if lexicon is not None:
                 os.unlink(lexicon)
-        self._words = GreedyCTCDecoder(tokenizer, step_s)._words  # same word assembly as greedy
 
     def _write_lexicon(self, lm: str) -> str:
         """A flashlight lexicon file: each LM word and its spelling in the model's tokens."""
@@ -206,9 +206,12 @@ class BeamCTCDecoder:
                     f.write(f"{w}\t{WORD_START} {' '.join(pieces)}\n")
         return path
 
-    def decode(self, log_probs: torch.Tensor) -> Result:
-        """One utterance: ``log_probs`` ``(steps, vocab)``."""
-        return self.decode_batch([log_probs])[0]
+    def decode(self, log_probs: torch.Tensor, length: Optional[int] = None) -> Result:
+        """One utterance: ``log_probs`` ``(steps, vocab)``, its first ``length`` steps (None: all)."""
+        return self.decode_batch([log_probs if length is None else log_probs[:length]])[0]
+
+    def describe(self) -> str:
+        return self.opts.describe()
 
     def decode_batch(self, log_probs: Sequence[torch.Tensor]) -> List[Result]:
         """Several utterances of different lengths (each ``(steps_i, vocab)``)."""
@@ -233,11 +236,14 @@ class BeamCTCDecoder:
             if tid == 0 or tid >= self.vocab:  # blank, dummy silence
                 continue
             t = min(int(t), lp.shape[0] - 1)
-            tokens.append(_Token(tid, t, t, float(lp[t, tid].exp())))
-        words = self._lexicon_words(hyp.words, tokens) if self._spell_len else self._words(tokens)
-        return Result(" ".join(w.word for w in words), words, 0.0, lp.shape[0] * self.step_s)
+            tokens.append(Token(tid, t, t, float(lp[t, tid].exp())))
+        if self._spell_len:
+            words = self._lexicon_words(hyp.words, tokens)
+        else:
+            words = assemble_words(tokens, self.tok.pieces, self.step_s)  # as the greedy decoder does
+        return Result.of_words(words, 0.0, lp.shape[0] * self.step_s)
 
-    def _lexicon_words(self, hyp_words: Sequence[str], tokens: List[_Token]) -> List[Word]:
+    def _lexicon_words(self, hyp_words: Sequence[str], tokens: List[Token]) -> List[Word]:
         """Words of a lexicon search: each consumes its spelling's tokens (a char model's
         optional word-boundary token before it is skipped), giving its times and confidence."""
         words, k = [], 0
@@ -250,6 +256,5 @@ class BeamCTCDecoder:
             grp = tokens[k : k + n]
             k += n
             if grp:
-                words.append(Word(w, grp[0].first * self.step_s, (grp[-1].last + 1) * self.step_s,
-                                  sum(t.prob for t in grp) / len(grp)))
+                words.append(span_word(w, grp[0].first, grp[-1].last, [t.prob for t in grp], self.step_s))
         return words

@@ -22,9 +22,10 @@ from typing import Optional, Union
 
 import torch
 
+from .decoding import Decoder
 from .features import FeatureConfig, LogMel
 from .model import CTCModel, ModelConfig, quantize_int8
-from .stream import Stream
+from .stream import Stream, feed_chunks
 from .tokenizer import Tokenizer, tokenizer_from_dict
 
 __all__ = ["Recognizer", "load_model", "save_checkpoint", "available_models", "ModelNotFoundError", "FORMAT"]
@@ -64,17 +65,15 @@ class Recognizer:
         """A new :class:`asr.stream.Stream` over this model (``kwargs``: its options)."""
         return Stream(self, sample_rate=sample_rate, **kwargs)
 
-    def transcribe(self, samples, sample_rate: int = 16000, chunk_samples: Optional[int] = None, decoder=None):
+    def transcribe(self, samples, sample_rate: int = 16000, chunk_samples: Optional[int] = None,
+                   decoder: Optional[Decoder] = None):
         """Offline transcription = feed a stream (in chunks of ``chunk_samples``), finish it,
         and return the whole stream's :class:`~asr.decoding.Result`.
 
-        ``decoder``: an object with ``decode(log_probs) -> Result`` run over the stream's
-        ``(steps, vocab)`` log-probabilities instead of the stream's greedy result, e.g.
+        ``decoder``: an :class:`asr.decoding.Decoder` run over the stream's ``(steps, vocab)``
+        log-probabilities instead of the stream's greedy result, e.g.
         :class:`asr.beam.BeamCTCDecoder` (beam search, optionally with a word LM)."""
-        st = self.stream(sample_rate, final_decoder=decoder)
-        step = chunk_samples or max(len(samples), 1)
-        for i in range(0, len(samples), step):
-            st.accept_waveform(samples[i : i + step])
+        st = feed_chunks(self.stream(sample_rate, final_decoder=decoder), samples, chunk_samples)
         st.finish()
         return st.full_result()
 

@@ -6,18 +6,24 @@ offline decoding, partial results and final results alike. It also carries the
 simple endpoint rule the server uses (trailing blank time after speech, maximum
 segment length); an endpoint only *segments* the token sequence, it never resets
 the acoustic state, so the concatenated finals equal the whole-file transcript.
+
+Offline decoders (a whole utterance or a closed segment at once) follow the
+:class:`Decoder` protocol: :class:`GreedyDecoder` here, :class:`asr.beam.BeamCTCDecoder`
+for beam search. Every decoder turns its token path into words with
+:func:`assemble_words`, so word times and confidences mean the same everywhere.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional, Protocol, Sequence
 
 import torch
 
 from .tokenizer import WORD_START, Tokenizer
 
-__all__ = ["Word", "Result", "GreedyCTCDecoder", "EndpointConfig", "greedy_decode"]
+__all__ = ["Word", "Result", "Token", "Decoder", "GreedyCTCDecoder", "GreedyDecoder", "EndpointConfig",
+           "assemble_words", "greedy_decode"]
 
 
 @dataclass
@@ -46,6 +52,26 @@ class Result:
             "end": round(self.end, 3),
         }
 
+    @classmethod
+    def of_words(cls, words: List[Word], start: float = 0.0, end: float = 0.0) -> "Result":
+        """The result whose text is ``words`` joined by spaces."""
+        return cls(" ".join(w.word for w in words), words, start, end)
+
+
+class Decoder(Protocol):
+    """Offline CTC decoding of one utterance (or one segment of a stream): what a stream's
+    ``final_decoder`` and ``Recognizer.transcribe(decoder=...)`` take. Implemented by
+    :class:`GreedyDecoder` and :class:`asr.beam.BeamCTCDecoder`."""
+
+    def decode(self, log_probs: torch.Tensor, length: Optional[int] = None) -> Result:
+        """``log_probs``: ``(steps, vocab)``; only the first ``length`` steps (None: all).
+        Word times are in seconds from the first step."""
+        ...
+
+    def describe(self) -> str:
+        """One line for logs and reports, e.g. ``greedy`` or ``beam 128 (...)``."""
+        ...
+
 
 @dataclass(frozen=True)
 class EndpointConfig:
@@ -57,11 +83,49 @@ class EndpointConfig:
 
 
 @dataclass
-class _Token:
+class Token:
+    """One token of a decoded CTC path (blanks excluded)."""
+
     id: int
-    first: int  # first step where it was the arg-max
+    first: int  # first step of the token (greedy: first step where it was the arg-max)
     last: int  # last step of its run
     prob: float  # peak posterior
+
+
+def span_word(text: str, first: int, last: int, probs: Sequence[float], step_s: float,
+              offset_s: float = 0.0) -> Word:
+    """A word over output steps ``first..last``: start = ``first``, end = the step after ``last``
+    (seconds, ``offset_s + step * step_s``), confidence = the mean of ``probs``."""
+    return Word(text, offset_s + first * step_s, offset_s + (last + 1) * step_s, sum(probs) / len(probs))
+
+
+def assemble_words(tokens: Sequence[Token], pieces: Sequence[str], step_s: float, offset_s: float = 0.0) -> List[Word]:
+    """Tokens with steps -> words with times and confidences.
+
+    A piece starting with the word-start mark opens a word; a word spans from the first
+    step of its first non-empty piece to the step after its last one; its confidence is
+    the mean peak posterior of all its tokens (a bare word-start token included).
+    ``pieces``: the tokenizer's pieces by id; ``step_s``: seconds per step; ``offset_s``:
+    the time of step 0.
+    """
+    words: List[Word] = []
+    text, first, last, probs = "", None, None, []
+    for tok in tokens:
+        piece = pieces[tok.id]
+        if piece.startswith(WORD_START):
+            if text:
+                words.append(span_word(text, first, last, probs, step_s, offset_s))
+            text, first, last, probs = "", None, None, []
+            piece = piece[len(WORD_START) :]
+        if piece:
+            if first is None:
+                first = tok.first
+            text += piece
+            last = tok.last
+        probs.append(tok.prob)
+    if text:
+        words.append(span_word(text, first, last, probs, step_s, offset_s))
+    return words
 
 
 class GreedyCTCDecoder:
@@ -75,7 +139,7 @@ class GreedyCTCDecoder:
         self.tok = tokenizer
         self.step_s = step_s
         self.offset_s = offset_s
-        self.tokens: List[_Token] = []
+        self.tokens: List[Token] = []
         self.prev = 0  # arg-max id of the previous step (collapses repeats across chunks)
         self.steps = 0  # steps consumed
         self.seg_step = 0  # first step of the current segment
@@ -97,7 +161,7 @@ class GreedyCTCDecoder:
                     tok.last = t
                     tok.prob = max(tok.prob, p)
                 else:
-                    self.tokens.append(_Token(i, t, t, p))
+                    self.tokens.append(Token(i, t, t, p))
             prev = i
         self.prev = prev
         self.steps += len(ids_l)
@@ -106,33 +170,13 @@ class GreedyCTCDecoder:
     def _t(self, step: int) -> float:
         return self.offset_s + step * self.step_s
 
-    def _words(self, tokens: List[_Token]) -> List[Word]:
-        words: List[Word] = []
-        text, first, last, probs = "", None, None, []
-
-        def close():
-            if text:
-                words.append(Word(text, self._t(first), self._t(last + 1), sum(probs) / len(probs)))
-
-        for tok in tokens:
-            piece = self.tok.pieces[tok.id]
-            if piece.startswith(WORD_START):
-                close()
-                text, first, last, probs = "", None, None, []
-                piece = piece[len(WORD_START) :]
-            if piece:
-                if first is None:
-                    first = tok.first
-                text += piece
-                last = tok.last
-            probs.append(tok.prob)
-        close()
-        return words
+    def _words(self, tokens: List[Token]) -> List[Word]:
+        return assemble_words(tokens, self.tok.pieces, self.step_s, self.offset_s)
 
     def result(self) -> Result:
         """The current segment's hypothesis; changes nothing."""
         words = self._words(self.tokens[self.seg_bounds[-1] :])
-        return Result(" ".join(w.word for w in words), words, self._t(self.seg_step), self._t(self.steps))
+        return Result.of_words(words, self._t(self.seg_step), self._t(self.steps))
 
     def full_result(self) -> Result:
         """Hypothesis over the whole stream: every segment's words, joined.
@@ -143,7 +187,7 @@ class GreedyCTCDecoder:
         """
         bounds = self.seg_bounds + [len(self.tokens)]
         words = [w for a, b in zip(bounds, bounds[1:]) for w in self._words(self.tokens[a:b])]
-        return Result(" ".join(w.word for w in words), words, self._t(0), self._t(self.steps))
+        return Result.of_words(words, self._t(0), self._t(self.steps))
 
     def endpoint(self, cfg: EndpointConfig) -> bool:
         """True when the current segment should be closed (see :class:`EndpointConfig`)."""
@@ -164,8 +208,23 @@ class GreedyCTCDecoder:
         return res
 
 
+class GreedyDecoder:
+    """Offline best-path decoding (:class:`Decoder`): one :class:`GreedyCTCDecoder` fed the whole utterance."""
+
+    def __init__(self, tokenizer: Tokenizer, step_s: float):
+        self.tok = tokenizer
+        self.step_s = step_s
+
+    def decode(self, log_probs: torch.Tensor, length: Optional[int] = None) -> Result:
+        """``log_probs``: ``(steps, vocab)``; the first ``length`` steps (None: all)."""
+        dec = GreedyCTCDecoder(self.tok, self.step_s)
+        dec.accept(log_probs if length is None else log_probs[:length])
+        return dec.result()
+
+    def describe(self) -> str:
+        return "greedy"
+
+
 def greedy_decode(log_probs: torch.Tensor, length: int, tokenizer: Tokenizer, step_s: float) -> Result:
-    """Offline greedy decoding of one utterance: log_probs ``(steps, vocab)``."""
-    dec = GreedyCTCDecoder(tokenizer, step_s)
-    dec.accept(log_probs[:length])
-    return dec.result()
+    """Offline greedy decoding of one utterance: log_probs ``(steps, vocab)``, its first ``length`` steps."""
+    return GreedyDecoder(tokenizer, step_s).decode(log_probs, length)

@@ -24,6 +24,8 @@ Typical use::
         print(st.partial().text)
     print(st.finish().text)
 
+or, for audio already in memory, ``feed_chunks(st, samples, chunk_samples(160, sr))`` (160 ms chunks).
+
 Several streams are stepped as one batch with :func:`decode_streams` (the server
 does this): ``feed`` only buffers and extracts features, the model runs once for
 all streams with pending frames.
@@ -33,15 +35,16 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from typing import List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import torch
 
-from .decoding import EndpointConfig, GreedyCTCDecoder, Result, Word
+from .decoding import Decoder, EndpointConfig, GreedyCTCDecoder, Result, Word
 from .features import StreamingFeatures, StreamingResampler, to_mono_float
 from .model import stack_states, unstack_states
 
-__all__ = ["Stream", "decode_streams", "StreamClosedError", "MIN_SAMPLE_RATE", "MAX_SAMPLE_RATE"]
+__all__ = ["Stream", "decode_streams", "feed_chunks", "audio_chunks", "chunk_samples", "StreamClosedError",
+           "MIN_SAMPLE_RATE", "MAX_SAMPLE_RATE"]
 
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000  # Hz of the input audio a stream accepts
 
@@ -67,12 +70,12 @@ class Stream:
         final_decoder: decodes each segment's ``(steps, vocab)`` log-probabilities into its
             final :class:`Result` when the segment closes (:meth:`pop_endpoint`,
             :meth:`reset_segment`, :meth:`finish`; word times relative to the segment start),
-            e.g. an :class:`asr.beam.BeamCTCDecoder`, which may be shared by many streams used
-            from one thread. None: finals are the greedy hypothesis.
+            an :class:`asr.decoding.Decoder` such as :class:`asr.beam.BeamCTCDecoder`, which may be
+            shared by many streams used from one thread. None: finals are the greedy hypothesis.
     """
 
     def __init__(self, recognizer, sample_rate: int = 16000, endpoint: EndpointConfig = EndpointConfig(),
-                 keep_log_probs: bool = False, final_decoder=None):
+                 keep_log_probs: bool = False, final_decoder: Optional[Decoder] = None):
         if not isinstance(sample_rate, int) or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
             raise ValueError(f"sample_rate must be an integer between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz, "
                              f"got {sample_rate!r}")
@@ -189,7 +192,7 @@ class Stream:
         res = self.final_decoder.decode(torch.cat(self._seg_log_probs))
         t0 = greedy.start + self._seg_skipped * self.rec.step_s  # stream time of the first kept step
         words = [Word(w.word, w.start + t0, w.end + t0, w.conf) for w in res.words]
-        return Result(" ".join(w.word for w in words), words, greedy.start, greedy.end)
+        return Result.of_words(words, greedy.start, greedy.end)
 
     def finish(self) -> Result:
         """End of input: flush every buffer, decode, and return the last segment's result.
@@ -213,13 +216,38 @@ class Stream:
         if self.final_decoder is None:
             return greedy
         words = self._final_words + (self._final(self.decoder.result()).words if not self.finished else [])
-        return Result(" ".join(w.word for w in words), words, greedy.start, greedy.end)
+        return Result.of_words(words, greedy.start, greedy.end)
 
     def all_log_probs(self) -> torch.Tensor:
         """``(steps, vocab)``; needs ``keep_log_probs=True``."""
         if not self.log_probs:
             return torch.zeros(0, self.rec.model.cfg.vocab_size)
         return torch.cat(self.log_probs)
+
+
+def chunk_samples(chunk_ms: Optional[float], sample_rate: int) -> Optional[int]:
+    """Samples in a chunk of ``chunk_ms`` milliseconds at ``sample_rate`` (at least 1); None or 0 ms: None."""
+    return max(1, int(round(sample_rate * chunk_ms / 1000))) if chunk_ms else None
+
+
+def audio_chunks(samples, size: Optional[int]) -> Iterator:
+    """Consecutive pieces of ``size`` samples of ``samples`` (the last one may be shorter);
+    ``size`` None: the whole array as one piece. Empty audio gives no pieces."""
+    step = size or max(len(samples), 1)
+    for i in range(0, len(samples), step):
+        yield samples[i : i + step]
+
+
+def feed_chunks(stream: "Stream", samples, size: Optional[int] = None,
+                after_each: Optional[Callable[["Stream"], None]] = None) -> "Stream":
+    """Feed ``samples`` to ``stream`` in pieces of ``size`` samples (None: all at once), decoding
+    after each (:meth:`Stream.accept_waveform`) and then calling ``after_each(stream)`` if given,
+    e.g. to read partial results. Does not finish the stream; returns it."""
+    for piece in audio_chunks(samples, size):
+        stream.accept_waveform(piece)
+        if after_each is not None:
+            after_each(stream)
+    return stream
 
 
 @torch.inference_mode()

@@ -20,13 +20,13 @@ def transcribe_file(rec, path: str, chunk_ms=None, decoder=None) -> dict:
 
     ``decoder``: see :meth:`asr.checkpoint.Recognizer.transcribe` (None: greedy)."""
     from .audio import read_audio
+    from .stream import chunk_samples
 
     if chunk_ms is not None and not (math.isfinite(chunk_ms) and chunk_ms > 0):
         raise ValueError(f"chunk_ms must be a positive, finite number of milliseconds, got {chunk_ms}")
     samples, sr = read_audio(path)
     t0 = time.perf_counter()
-    chunk = None if not chunk_ms else max(1, int(round(sr * chunk_ms / 1000)))
-    res = rec.transcribe(samples, sr, chunk_samples=chunk, decoder=decoder)
+    res = rec.transcribe(samples, sr, chunk_samples=chunk_samples(chunk_ms, sr), decoder=decoder)
     elapsed = time.perf_counter() - t0
     duration = len(samples) / sr
     return {

@@ -35,7 +35,7 @@ from typing import Callable, Deque, List, Optional, Tuple
 import numpy as np
 
 from asr.decoding import Result
-from asr.stream import Stream, decode_streams
+from asr.stream import Stream, audio_chunks, decode_streams
 
 __all__ = ["Scheduler", "Job", "StepOutput"]
 
@@ -83,7 +83,7 @@ class Job:
         if self.per_message or len(samples) <= piece:
             items = [(AUDIO, samples, now)]
         else:
-            items = [(AUDIO, samples[i : i + piece], now) for i in range(0, len(samples), piece)]
+            items = [(AUDIO, chunk, now) for chunk in audio_chunks(samples, piece)]
         self.scheduler._put(self, items)
         return len(items)
 

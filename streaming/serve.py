@@ -13,11 +13,12 @@ import logging
 import os
 import signal
 import sys
+from typing import Optional
 
 from asr.argtypes import non_negative_int
 from asr.beam import add_decoder_arguments, check_decoder_arguments, decoder_from_arguments
 from asr.checkpoint import add_int8_argument
-from asr.decoding import EndpointConfig
+from asr.decoding import Decoder, EndpointConfig
 
 from . import protocol as P
 from .server import ASRServer, ServerConfig, tls_context
@@ -25,7 +26,7 @@ from .server import ASRServer, ServerConfig, tls_context
 __all__ = ["run_server", "register"]
 
 
-async def run_server(rec, cfg: ServerConfig, final_decoder=None) -> int:
+async def run_server(rec, cfg: ServerConfig, final_decoder: Optional[Decoder] = None) -> int:
     server = await ASRServer(rec, cfg, final_decoder).start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -34,8 +35,7 @@ async def run_server(rec, cfg: ServerConfig, final_decoder=None) -> int:
                                                    asyncio.ensure_future(server.shutdown())))
     http = "https" if cfg.certfile else "http"
     host_port = server.url.split("://", 1)[1]
-    opts = getattr(final_decoder, "opts", None)  # BeamOptions of a BeamCTCDecoder
-    finals = "greedy" if final_decoder is None else opts.describe() if opts else type(final_decoder).__name__
+    finals = "greedy" if final_decoder is None else final_decoder.describe()
     print(f"asr serve: model {rec.name}; finals {finals}; listening on {server.url}/asr and {server.url}/vosk"
           + (f"; page {http}://{host_port}/" if server.static else ""), flush=True)
     await server.wait_stopped()

@@ -57,10 +57,14 @@ class ShoutingGreedy:
         self.rec = rec
         self.steps = []
 
-    def decode(self, lp):
+    def decode(self, lp, length=None):  # an asr.decoding.Decoder
         from asr.decoding import Result, Word, greedy_decode
 
+        lp = lp if length is None else lp[:length]
         self.steps.append(lp.shape[0])
         r = greedy_decode(lp, lp.shape[0], self.rec.tokenizer, self.rec.step_s)
         words = [Word(w.word.upper(), w.start, w.end, w.conf) for w in r.words]
-        return Result(" ".join(w.word for w in words), words, r.start, r.end)
+        return Result.of_words(words, r.start, r.end)
+
+    def describe(self):
+        return "greedy, upper-cased"

@@ -8,7 +8,7 @@ import torchaudio
 from asr.checkpoint import load_model
 from asr.features import LogMel, StreamingFeatures, StreamingResampler, num_frames
 from asr.model import stack_states, unstack_states
-from asr.stream import Stream, decode_streams
+from asr.stream import Stream, decode_streams, feed_chunks
 
 from conftest import ShoutingGreedy, speechlike
 
@@ -26,14 +26,13 @@ def offline_log_probs(rec, wave: np.ndarray) -> torch.Tensor:
 
 def run_stream(rec, wave, chunk, sr=SR):
     st = Stream(rec, sample_rate=sr, keep_log_probs=True)
-    step = chunk or len(wave)
-    for i in range(0, len(wave), step):
-        if chunk == 1:
+    if chunk == 1:
+        for i in range(len(wave)):
             st.feed(wave[i : i + 1])  # per-sample model calls would only slow the test down
             if i % 640 == 0:
                 decode_streams([st])
-        else:
-            st.accept_waveform(wave[i : i + step])
+    else:
+        feed_chunks(st, wave, chunk)
     st.finish()
     return st
 
@@ -260,10 +259,7 @@ def _segmented_run(rec, wave, chunk, final_decoder):
     finals, partials = [], []
     pieces = np.split(wave, [16000, 36000])
     for k, piece in enumerate(pieces):
-        step = chunk or len(piece)
-        for i in range(0, len(piece), step):
-            st.accept_waveform(piece[i : i + step])
-            partials.append(st.partial())
+        feed_chunks(st, piece, chunk, lambda s: partials.append(s.partial()))
         finals.append(st.reset_segment() if k < len(pieces) - 1 else st.finish())
     return finals, partials, st.full_result()
 

@@ -29,6 +29,7 @@ from websockets.sync.client import connect
 
 from asr.checkpoint import load_model
 from asr.decoding import EndpointConfig
+from asr.stream import audio_chunks
 from streaming.client import ServerError, file_chunks, run_session, to_format
 from streaming.scheduler import Scheduler
 from streaming.server import BackgroundServer, ServerConfig
@@ -555,8 +556,8 @@ def test_scheduler_batches_and_keeps_order(rec):
     jobs = []
     for i, w in enumerate(waves):
         jobs.append(sch.add(rec.stream(16000), lambda o, i=i: outs.setdefault(i, []).append(o), per_message=(i == 4)))
-        for k in range(0, len(w), 4000):
-            jobs[-1].put_audio(w[k : k + 4000])
+        for piece in audio_chunks(w, 4000):
+            jobs[-1].put_audio(piece)
         jobs[-1].end()
     sch.start()
     sch.stop()

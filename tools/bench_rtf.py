@@ -23,6 +23,8 @@ import time
 import numpy as np
 import torch
 
+from asr.stream import feed_chunks
+
 
 def random_recognizer(rnn_type: str, hidden: int, layers: int = 4, vocab: int = 256):
     from asr.checkpoint import Recognizer
@@ -49,11 +51,7 @@ def time_stream(rec, wave: np.ndarray, chunk: int, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        st = rec.stream(16000)
-        for i in range(0, len(wave), chunk):
-            st.accept_waveform(wave[i : i + chunk])
-            st.partial()
-        st.finish()
+        feed_chunks(rec.stream(16000), wave, chunk, lambda st: st.partial()).finish()
         best = min(best, time.perf_counter() - t0)
     return best / (len(wave) / 16000)
 

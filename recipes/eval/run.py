@@ -64,7 +64,7 @@ def resolve_sets(names, data_dir: str, out: Path, limit: int = 0):
     directories included; a file is only rewritten when its content changes, so cache
     keys stay valid.
     """
-    from asr.evaluate import load_inputs
+    from asr.corpora import load_inputs
 
     sets = []
     for name in names:
@@ -116,7 +116,7 @@ def stage_pocketsphinx(sets, args, out: Path) -> None:
     except ImportError as e:
         log(f"stage 1: PocketSphinx baseline unavailable ({e}); skipped")
         return
-    from asr.evaluate import score_pairs, Score
+    from asr.scoring import Score, score_pairs
 
     for name, manifest, source in sets:
         d = out / "pocketsphinx" / name
@@ -194,7 +194,7 @@ def decoder_label(args, decoder: str) -> str:
 
 def eval_options(args, decoder: str):
     from asr.beam import beam_options
-    from asr.evaluate import EvalOptions
+    from asr.evalrun import EvalOptions
 
     opts = EvalOptions(chunk_ms=args.chunk_ms, beam=beam_options(args) if decoder == "beam" else None,
                        batch_size=args.batch_size, threads=args.threads)
@@ -209,7 +209,10 @@ def stage_project(sets, args, out: Path) -> None:
 
 def stage_project_decoder(sets, args, out: Path, decoder: str) -> None:
     from asr.checkpoint import load_model
-    from asr.evaluate import beam_decoder, evaluate, load_inputs, write_outputs
+    from asr.corpora import load_inputs
+    from asr.evalreport import write_outputs
+    from asr.evalrun import beam_decoder
+    from asr.evaluate import evaluate
 
     rec = load_model(args.model, int8=args.int8)  # fails with a clear message before any work
     opts = eval_options(args, decoder)
@@ -249,7 +252,7 @@ def fmt(x, pct=False, ms=False, digits=3):
 def length_table(sets, args, out: Path, data: dict) -> list:
     """Markdown lines: WER of every system per reference-length bucket (1 word, 2, 3-5, 6+) of each set,
     from the per-utterance files; also stored under ``data["sets"][SET]["by_length"]``."""
-    from asr.evaluate import Score, length_bucket, score_pairs
+    from asr.scoring import Score, length_bucket, score_pairs
 
     # per-utterance files, each line with the normalised "ref" and "hyp"
     systems = [(f"project ({decoder_label(args, d)})", out / system_tag(args.model, d, args.lm, args.int8), "utterances.jsonl")

@@ -51,7 +51,9 @@ def main(argv=None) -> int:
     from asr.beam import BeamCTCDecoder, BeamOptions
     from asr.checkpoint import load_model
     from asr.decoding import greedy_decode
-    from asr.evaluate import _read, load_inputs, run_streams, score
+    from asr.corpora import load_inputs
+    from asr.evalrun import read_waves, run_streams
+    from asr.scoring import score
 
     try:
         BeamOptions(beam_size=args.beam_size)  # a bad --beam-size fails here, before any decoding
@@ -68,7 +70,7 @@ def main(argv=None) -> int:
     with torch.inference_mode():
         for i in tqdm(range(0, len(utts), 16), desc="log-probs", unit=" batch"):
             idx = list(range(i, min(i + 16, len(utts))))
-            lps += [st.all_log_probs() for st in run_streams(rec, _read(utts, idx), None, keep_log_probs=True)]
+            lps += [st.all_log_probs() for st in run_streams(rec, read_waves(utts, idx), None, keep_log_probs=True)]
 
     audio_s = sum(lp.shape[0] for lp in lps) * rec.step_s
 

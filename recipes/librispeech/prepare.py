@@ -24,28 +24,10 @@ import os
 import sys
 from pathlib import Path
 
+from asr.corpora import librispeech_records as read_subset  # manifest records of one subset directory
+
 SUBSETS = ["train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "dev-other", "test-clean", "test-other"]
 COMBINED = {"train-960": SUBSETS[:3], "train-100": SUBSETS[:1]}
-
-
-def read_subset(subset_dir: Path):
-    """Yield manifest records for one subset directory, sorted by utterance id."""
-    import soundfile as sf
-
-    from asr.text import normalize
-
-    for trans in sorted(subset_dir.glob("*/*/*.trans.txt")):
-        for n, line in enumerate(open(trans, encoding="utf-8"), 1):
-            line = line.strip()
-            if not line:
-                continue
-            uid, _, text = line.partition(" ")
-            audio = trans.parent / f"{uid}.flac"
-            if not audio.exists():
-                raise FileNotFoundError(f"{trans}:{n}: audio {audio.name} missing")
-            speaker, chapter, _ = uid.split("-", 2)
-            yield {"audio": str(audio.resolve()), "text": normalize(text), "duration": round(sf.info(str(audio)).duration, 3),
-                   "speaker": speaker, "chapter": chapter, "id": uid}
 
 
 def write_jsonl(path: Path, records) -> int:
