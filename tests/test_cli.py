@@ -36,7 +36,7 @@ def test_transcribe_json_and_chunk_invariance(model_path, wav, capsys):
     rc, out, err = run_cli(["transcribe", wav, "--model", model_path, "--json"], capsys)
     assert rc == 0, err
     d = json.loads(out)
-    assert set(d) == {"audio", "text", "words", "duration", "rtf"}
+    assert set(d) == {"audio", "text", "words", "segments", "duration", "rtf"}
     assert abs(d["duration"] - 1.5) < 1e-3
     assert d["text"] and all(set(w) == {"word", "start", "end", "conf"} for w in d["words"])
     for ms in ["10", "37", "160", "1000"]:
