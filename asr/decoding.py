@@ -20,6 +20,7 @@ from typing import List, Optional, Protocol, Sequence
 
 import torch
 
+from .errors import OptionError
 from .tokenizer import WORD_START, Tokenizer
 
 __all__ = ["Word", "Result", "Token", "Decoder", "GreedyCTCDecoder", "GreedyDecoder", "EndpointConfig",
@@ -80,6 +81,11 @@ class EndpointConfig:
     trailing_silence_s: float = 0.8  # blank-only time after the last token that closes a segment
     max_segment_s: float = 20.0  # a segment longer than this is closed at the next token gap
     enabled: bool = True
+
+    def __post_init__(self):
+        for name in ("trailing_silence_s", "max_segment_s"):
+            if not getattr(self, name) > 0:  # NaN too
+                raise OptionError(name, f"must be positive, got {getattr(self, name)}")
 
 
 @dataclass

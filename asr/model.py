@@ -49,9 +49,16 @@ class ModelConfig:
     def __post_init__(self):
         if self.rnn_type not in ("gru", "lstm"):
             raise ValueError(f"rnn_type must be 'gru' or 'lstm', got {self.rnn_type!r}")
+        object.__setattr__(self, "conv_strides", tuple(self.conv_strides))
+        for name in ("n_mels", "vocab_size", "conv_channels", "rnn_layers", "rnn_hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.conv_strides or min(self.conv_strides) < 1:
+            raise ValueError(f"conv_strides must be one or more strides >= 1, got {list(self.conv_strides)}")
         if self.conv_kernel < max(self.conv_strides):
             raise ValueError("conv_kernel must be >= every conv stride")
-        object.__setattr__(self, "conv_strides", tuple(self.conv_strides))
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def subsampling(self) -> int:

@@ -150,8 +150,6 @@ class Scheduler:
         self._ready: Deque[Job] = deque()
         self._stopping = False
         self._thread: Optional[threading.Thread] = None
-        self.steps = 0
-        self.max_batch_seen = 0
 
     def step_samples(self, sample_rate: int) -> int:
         return max(1, int(round(self.step_s * sample_rate)))
@@ -249,8 +247,6 @@ class Scheduler:
             except Exception as e:
                 log.exception("stream step failed")
                 out.error = f"{e.__class__.__name__}: {e}"
-        self.steps += 1
-        self.max_batch_seen = max(self.max_batch_seen, len(fed))
         if self.on_step is not None:
             self.on_step(len(fed), time.perf_counter() - t0, audio_s)
         for job, audio, control, out in batch:

@@ -19,8 +19,8 @@ from asr.argtypes import non_negative_int
 from asr.beam import add_decoder_arguments, check_decoder_arguments, decoder_from_arguments
 from asr.checkpoint import add_int8_argument
 from asr.decoding import Decoder, EndpointConfig
+from asr.errors import OptionError
 
-from . import protocol as P
 from .server import ASRServer, ServerConfig, tls_context
 
 __all__ = ["run_server", "register"]
@@ -56,29 +56,28 @@ def _main(args) -> int:
         raise ValueError("--keyfile needs --certfile")
     if args.certfile:
         tls_context(args.certfile, args.keyfile)  # a missing or bad file fails now, not after loading the model
-    for name in ("trailing_silence", "max_segment", "idle_timeout", "max_pending"):
-        if not getattr(args, name) > 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("max_connections", "max_message_bytes", "max_batch"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if not 0 <= args.port <= 65535:
-        raise ValueError(f"--port must be 0..65535, got {args.port}")
-    if not P.MIN_RATE <= args.vosk_sample_rate <= P.MAX_RATE:
-        raise ValueError(f"--vosk-sample-rate must be {P.MIN_RATE}..{P.MAX_RATE} Hz, got {args.vosk_sample_rate}")
-    token = args.token if args.token is not None else os.environ.get("ASR_SERVER_TOKEN") or None
-    cfg = ServerConfig(
-        host=args.host, port=args.port,
-        endpoint=EndpointConfig(trailing_silence_s=args.trailing_silence, max_segment_s=args.max_segment,
-                                enabled=not args.no_endpoint),
-        max_message_bytes=args.max_message_bytes, max_connections=args.max_connections,
-        idle_timeout_s=args.idle_timeout, max_pending_s=args.max_pending, max_batch=args.max_batch,
-        vosk_sample_rate=args.vosk_sample_rate, token=token, certfile=args.certfile, keyfile=args.keyfile,
-        web=not args.no_web,
-    )
+    cfg = _config(args)  # checks the values before the model is loaded
     check_decoder_arguments(args)
     rec = load_model(args.model, int8=args.int8)
     return asyncio.run(run_server(rec, cfg, decoder_from_arguments(args, rec)))
+
+
+def _config(args) -> ServerConfig:
+    """The server settings of the command line; a value out of range is reported under its
+    flag's name (the field ``idle_timeout_s`` is the flag ``--idle-timeout``)."""
+    token = args.token if args.token is not None else os.environ.get("ASR_SERVER_TOKEN") or None
+    try:
+        return ServerConfig(
+            host=args.host, port=args.port,
+            endpoint=EndpointConfig(trailing_silence_s=args.trailing_silence, max_segment_s=args.max_segment,
+                                    enabled=not args.no_endpoint),
+            max_message_bytes=args.max_message_bytes, max_connections=args.max_connections,
+            idle_timeout_s=args.idle_timeout, max_pending_s=args.max_pending, max_batch=args.max_batch,
+            vosk_sample_rate=args.vosk_sample_rate, token=token, certfile=args.certfile, keyfile=args.keyfile,
+            web=not args.no_web,
+        )
+    except OptionError as e:
+        raise e.renamed("--" + e.option.removesuffix("_s").replace("_", "-")) from None
 
 
 def register(sub) -> None:

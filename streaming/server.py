@@ -39,6 +39,7 @@ from typing import Optional, Set
 from urllib.parse import parse_qs, urlsplit
 
 from asr.decoding import EndpointConfig
+from asr.errors import OptionError
 
 from . import protocol as P
 from .connection import AsrConnection, VoskConnection
@@ -76,6 +77,24 @@ class ServerConfig:
     ping_timeout_s: Optional[float] = 20.0  # close a connection whose pong is this late
     shutdown_timeout_s: float = 10.0  # SIGTERM: longest wait for streams to finish before closing anyway
     web: bool = True  # serve the browser page at /
+
+    def __post_init__(self):
+        """The checks ``asr serve`` applies to its flags, for every user of :class:`ASRServer`
+        (:class:`asr.errors.OptionError` naming the field; ``endpoint`` checks its own)."""
+        checks = [(name, getattr(self, name) > 0, "must be positive")  # NaN fails too
+                  for name in ("idle_timeout_s", "max_pending_s", "step_s", "shutdown_timeout_s")]
+        checks += [(name, getattr(self, name) is None or getattr(self, name) > 0, "must be positive or None")
+                   for name in ("ping_interval_s", "ping_timeout_s")]
+        checks += [(name, getattr(self, name) >= 1, "must be at least 1")
+                   for name in ("max_connections", "max_message_bytes", "max_text_bytes", "max_batch")]
+        checks += [("port", 0 <= self.port <= 65535, "must be 0..65535"),
+                   ("vosk_sample_rate", P.MIN_RATE <= self.vosk_sample_rate <= P.MAX_RATE,
+                    f"must be {P.MIN_RATE}..{P.MAX_RATE} Hz")]
+        for name, ok, problem in checks:
+            if not ok:
+                raise OptionError(name, f"{problem}, got {getattr(self, name)}")
+        if self.keyfile and not self.certfile:
+            raise OptionError("keyfile", "needs certfile")
 
     @property
     def hard_max_size(self) -> int:
@@ -208,6 +227,8 @@ class ASRServer:
             "asr_active_streams": ("Connections with a recognition stream.", streams),
             "asr_pending_audio_seconds": ("Audio queued and not yet answered, all connections.", pending),
             "asr_peak_pending_audio_seconds": ("Largest queued audio of one connection so far.", self.peak_pending_s),
+            "asr_peak_pending_items": ("Most queued messages of one connection so far (audio pieces and controls; "
+                                       "bounded by streaming.connection.MAX_PENDING_ITEMS).", self.peak_pending_items),
         })
 
     # -- shutdown
@@ -222,7 +243,7 @@ class ASRServer:
         for c in list(self.connections):
             c.shutdown()
         try:
-            await asyncio.wait_for(self._idle.wait(), self.cfg.shutdown_timeout_s)
+            await asyncio.wait_for(self.wait_idle(), self.cfg.shutdown_timeout_s)
         except asyncio.TimeoutError:
             log.warning("shutdown: %d connection(s) did not finish in time; closing them", len(self.connections))
             await asyncio.gather(*(c.ws.close(1001, "server shutting down") for c in list(self.connections)),
@@ -244,6 +265,11 @@ class ASRServer:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+    async def wait_idle(self) -> None:
+        """Returns once no WebSocket connection is open (at once if none is); shutdown waits
+        on this for the streams it finishes."""
+        await self._idle.wait()
 
 
 def tls_context(certfile: str, keyfile: Optional[str] = None) -> ssl.SSLContext:
@@ -308,6 +334,11 @@ class BackgroundServer:
     @property
     def port(self) -> int:
         return self.server.port
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Blocks until no WebSocket connection is open, e.g. until the server has let go of
+        connections its clients closed (their slots count against ``max_connections`` until then)."""
+        asyncio.run_coroutine_threadsafe(asyncio.wait_for(self.server.wait_idle(), timeout), self.loop).result()
 
     def stop(self) -> None:
         if self._thread.is_alive():

@@ -9,16 +9,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 
 import numpy as np
 import pytest
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SYNTH = os.path.join(REPO, "recipes", "synth")
-for p in (REPO, SYNTH):
-    if p not in sys.path:
-        sys.path.insert(0, p)
 
 sf = pytest.importorskip("soundfile")
 pytest.importorskip("scipy")
@@ -26,7 +19,7 @@ pytest.importorskip("scipy")
 from asr.augment import AugmentConfig, Augmenter  # noqa: E402
 from asr.text import is_clean, normalize  # noqa: E402
 
-import prepare  # noqa: E402  (recipes/synth/prepare.py)
+from recipes.synth import prepare  # noqa: E402
 
 MANIFEST_KEYS = {"audio": str, "text": str, "duration": float, "voice": str, "engine": str}
 SENTENCES = [
@@ -41,7 +34,7 @@ def tiny_corpus(tmp_path_factory):
     """A handful of espeak-ng utterances written through the recipe's own code path."""
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed: cannot synthesise the tiny test corpus")
-    import engines
+    from recipes.synth import engines
 
     root = tmp_path_factory.mktemp("corpus")
     jobs = []
@@ -262,7 +255,7 @@ def test_manifest_json_lines_atomic(tmp_path):
 
 # --------------------------------------------------------------------------- split ablation
 def test_extra_voices_uses_only_chosen_engines_and_training_text(tmp_path, monkeypatch):
-    import extra_voices  # recipes/synth/extra_voices.py
+    from recipes.synth import extra_voices
 
     data = tmp_path / "data"
     (data / "text").mkdir(parents=True)

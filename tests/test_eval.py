@@ -328,14 +328,9 @@ def test_cli_out_writes_report(ckpt, manifest, tmp_path, capsys):
 
 
 def load_eval_recipe():
-    """recipes/eval/run.py as a module (recipes are scripts, not part of the package)."""
-    import importlib.util
-    import os
+    """recipes/eval/run.py (recipes are scripts, importable from the repository root)."""
+    from recipes.eval import run
 
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "recipes", "eval", "run.py")
-    spec = importlib.util.spec_from_file_location("eval_run", path)
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
     return run
 
 
@@ -394,13 +389,11 @@ def test_recipe_run_end_to_end(ckpt, manifest, tmp_path, capsys):
 
 def test_recipe_reuses_earlier_baseline_run(ckpt, manifest, tmp_path, capsys):
     import os
-    import time
 
     run = load_eval_recipe()
     recs = [json.loads(x) for x in open(manifest)]
     base = tmp_path / "baseline"
     base.mkdir()
-    time.sleep(0.01)
     with open(base / "tiny.pocketsphinx.jsonl", "w") as f:
         for r in recs:  # a perfect baseline: hypothesis = reference
             audio = os.path.join(os.path.dirname(manifest), r["audio"])
@@ -408,6 +401,9 @@ def test_recipe_reuses_earlier_baseline_run(ckpt, manifest, tmp_path, capsys):
     (base / "tiny.summary.json").write_text(json.dumps(
         {"manifest": manifest, "utterances": 4, "audio_hours": 0.001, "wer": 0.0, "cer": 0.0, "rtf": 0.25,
          "cpu_rtf": 0.2, "decoder": "pocketsphinx (test)"}))
+    newer = os.stat(manifest).st_mtime + 1  # a baseline is reused only if not older than its manifest
+    for f in (base / "tiny.pocketsphinx.jsonl", base / "tiny.summary.json"):
+        os.utime(f, (newer, newer))
     assert run.main(["--out", str(tmp_path / "exp"), "--data-dir", str(tmp_path), "--sets", manifest,
                      "--stop-stage", "1"]) == 0
     assert "reusing" in capsys.readouterr().err
@@ -422,15 +418,9 @@ def test_recipe_reuses_earlier_baseline_run(ckpt, manifest, tmp_path, capsys):
 def test_tune_lm_recipe(ckpt, manifest, tmp_path, capsys):
     """recipes/eval/tune_lm.py: one log-prob pass, a table row per grid point, the best flags last."""
     pytest.importorskip("flashlight.lib.text.decoder")
-    import importlib.util
-    import os
-
     from asr.lm import build_arpa
+    from recipes.eval import tune_lm as tune
 
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "recipes", "eval", "tune_lm.py")
-    spec = importlib.util.spec_from_file_location("tune_lm", path)
-    tune = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tune)
     lm = tmp_path / "lm.arpa"
     build_arpa(TEXTS, str(lm), order=2)
     assert tune.main(["--model", ckpt, "--lm", str(lm), "--dev", manifest, "--weights", "0.5", "2",

@@ -43,5 +43,6 @@ def test_config_validation():
     with pytest.raises(ValueError, match="select_metric"):
         TrainConfig(select_metric="loss")
     with pytest.raises(ValueError, match="voice_channel_prob"):
-        TrainConfig(voice_channel_prob=1.5)
-    assert TrainConfig(select_metric="cer", voice_channel_prob=0.5).select_metric == "cer"
+        TrainConfig.from_dict({"voice_channel_prob": 1.5})
+    cfg = TrainConfig.from_dict({"select_metric": "cer", "voice_channel_prob": 0.5})
+    assert cfg.select_metric == "cer" and cfg.augmentation.voice_channel_prob == 0.5

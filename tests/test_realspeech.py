@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import zipfile
 from pathlib import Path
@@ -12,14 +11,9 @@ import pytest
 
 sf = pytest.importorskip("soundfile")
 
+from recipes.realspeech import prepare as realspeech  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("realspeech_prepare", ROOT / "recipes/realspeech/prepare.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _tone(sec: float, sr: int) -> np.ndarray:
@@ -66,7 +60,7 @@ def fake_tree(tmp_path):
 
 
 def test_realspeech_recipe_labels_split_and_repeat(fake_tree, capsys):
-    mod = _load()
+    mod = realspeech
     rc = mod.main(["--data-dir", str(fake_tree), "--sources", "gentle", "warzone", "cards",
                    "--holdout", "cards", "--repeat", "3"])
     assert rc == 0
@@ -89,7 +83,7 @@ def test_realspeech_recipe_labels_split_and_repeat(fake_tree, capsys):
 
 
 def test_realspeech_recipe_errors_without_apt_or_clips(tmp_path, monkeypatch):
-    mod = _load()
+    mod = realspeech
     monkeypatch.setenv("PATH", str(tmp_path))  # no apt-get on PATH
     with pytest.raises(SystemExit) as e:
         mod.main(["--data-dir", str(tmp_path / "d"), "--sources", "gentle"])
@@ -126,9 +120,8 @@ def test_pocketsphinx_baseline_reads_relative_audio_paths(tmp_path, monkeypatch)
     man = tmp_path / "m.jsonl"
     man.write_text(json.dumps({"audio": "audio/a.wav", "text": "Ten of clubs", "duration": 0.5}) + "\n")
     monkeypatch.chdir(ROOT)  # not the manifest's folder
-    spec = importlib.util.spec_from_file_location("ps_baseline", ROOT / "recipes/eval/pocketsphinx_baseline.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from recipes.eval import pocketsphinx_baseline as mod
+
     summary = mod.main([str(man), "--out", str(tmp_path / "hyps.jsonl")])
     assert heard == [8000]
     assert summary["wer"] == 0.0 and summary["utterances"] == 1

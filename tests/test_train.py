@@ -39,7 +39,7 @@ def tiny_cfg(d, **kw):
                 units="char", rnn_layers=2, rnn_hidden=32, conv_channels=16, max_batch_seconds=4.0,
                 num_workers=0, threads=1, cmvn_utts=5, log_every=1, epochs=3, warmup_steps=2)
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.from_dict(base)
 
 
 def params(path):
@@ -72,28 +72,27 @@ def test_signal_stops_after_the_step_and_writes_last(tiny_data, tmp_path, sig):
     import signal
     import subprocess
     import sys
-    import time
 
     exp = tmp_path / "run"
     # checkpoints only every hour and a step budget that is never reached: only the signal
     # handler can produce last.pt here
     kw = dict(max_steps=100000, epochs=100000, ckpt_minutes=60.0, num_workers=1)
+    # the run says on stdout when it has logged step 5 (its log is written by asr.trainsetup.RunLog)
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from test_train import tiny_cfg; "
-            "from pathlib import Path; from asr.train import train; "
+            "from pathlib import Path; from asr.train import train; import asr.trainsetup as S; "
+            "log = S.RunLog.__call__\n"
+            "def tell(self, **rec):\n"
+            "    log(self, **rec)\n"
+            "    if rec['type'] == 'train' and rec['step'] == 5: print('step 5', flush=True)\n"
+            "S.RunLog.__call__ = tell\n"
             "train(tiny_cfg(Path(sys.argv[2]), **json.loads(sys.argv[3])), sys.argv[4], progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(ROOT / "tests"), str(tiny_data), json.dumps(kw),
-                             str(exp)], start_new_session=True, stderr=subprocess.PIPE, text=True)
+                             str(exp)], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     log = exp / "log.jsonl"
-    deadline = time.time() + 120
     try:
-        while time.time() < deadline:
-            recs = [json.loads(l) for l in open(log)] if log.exists() else []
-            if sum(r["type"] == "train" for r in recs) >= 5:
-                break
-            assert proc.poll() is None, proc.stderr.read()
-            time.sleep(0.2)
-        else:
-            pytest.fail("training subprocess made no progress")
+        line = proc.stdout.readline()  # blocks until step 5 is logged (or the run ends: "")
+        assert line == "step 5\n", proc.communicate(timeout=60)[1]
         os.killpg(proc.pid, getattr(signal, sig))
         _, err = proc.communicate(timeout=120)
     finally:
@@ -101,7 +100,8 @@ def test_signal_stops_after_the_step_and_writes_last(tiny_data, tmp_path, sig):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, err
     assert f"stopped by {sig}" in err
-    stop = [json.loads(l) for l in open(log)][-1]
+    recs = [json.loads(l) for l in open(log)]
+    stop = recs[-1]
     assert stop["type"] == "stop" and stop["signal"] == sig
     assert all(r["loader_cpu_h"] >= 0 for r in recs if r["type"] == "train")  # the data worker's CPU time
     _, prog = params(exp / "last.pt")
@@ -237,7 +237,7 @@ def test_ddp_two_processes_stay_in_sync(tiny_data, tmp_path):
 
 def _ddp_sync_worker(rank, world, port, data_dir, exp, out_dir):
     _rank_env(rank, world, port)
-    import asr.train as T
+    import asr.trainsetup as T  # where the model is built
 
     captured = {}
     orig = T.CTCModel
@@ -303,11 +303,13 @@ def test_lr_schedule_shape():
 
 @pytest.mark.parametrize("conf", sorted(glob.glob(str(ROOT / "recipes" / "*" / "conf" / "*.toml"))))
 def test_every_recipe_config_builds_a_model(conf):
+    from dataclasses import replace
+
     from asr.model import CTCModel
-    from asr.train import _model_config
 
     cfg = TrainConfig.from_sources(conf, [])
-    model = CTCModel(_model_config(cfg, cfg.bpe_vocab if cfg.units == "bpe" else 29, 80))
+    assert cfg.train_manifest  # no default path: every recipe names its data
+    model = CTCModel(replace(cfg.model, vocab_size=cfg.bpe_vocab if cfg.units == "bpe" else 29, n_mels=80))
     lp, lens = model(torch.randn(1, 100, 80), torch.tensor([100]))
     assert lp.shape == (1, 25, model.cfg.vocab_size)
 
@@ -318,16 +320,50 @@ def test_repeated_set_options_accumulate():
     args = build_parser().parse_args(["train", "--exp", "x", "--set", "threads=1", "lr=1e-3",
                                       "--set", "conv_strides=[2,3]"])
     cfg = TrainConfig.from_sources(None, args.set)
-    assert (cfg.threads, cfg.lr, cfg.conv_strides) == (1, 1e-3, (2, 3))
+    assert (cfg.threads, cfg.lr, cfg.model.conv_strides) == (1, 1e-3, (2, 3))
 
 
 def test_config_overrides_and_errors(tmp_path):
     cfg = TrainConfig.from_sources(None, ["rnn_hidden=128", "conv_strides=[2,3]", "augment=false", "lr=1e-4"])
-    assert cfg.rnn_hidden == 128 and cfg.conv_strides == (2, 3) and cfg.augment is False and cfg.lr == 1e-4
+    assert cfg.model.rnn_hidden == 128 and cfg.model.conv_strides == (2, 3) and cfg.augmentation.augment is False
+    assert cfg.lr == 1e-4
     with pytest.raises(ValueError, match="unknown training option"):
         TrainConfig.from_sources(None, ["nope=1"])
     with pytest.raises(ValueError, match="key=value"):
         TrainConfig.from_sources(None, ["rnn_hidden"])
+    # each option is checked by the config that declares it
+    with pytest.raises(ValueError, match="rnn_type"):
+        TrainConfig.from_sources(None, ["rnn_type=rnn"])  # asr.model.ModelConfig
+    with pytest.raises(ValueError, match="aug_prob"):
+        TrainConfig.from_sources(None, ["aug_prob=2"])  # AugmentOptions
+    with pytest.raises(ValueError, match="log_every"):
+        TrainConfig.from_sources(None, ["log_every=0"])
+    with pytest.raises(ValueError, match="unknown training option 'vocab_size'"):
+        TrainConfig.from_sources(None, ["vocab_size=30"])  # from the tokenizer, not an option
+    with pytest.raises(ValueError, match="train_manifest is not set"):
+        train(TrainConfig(), str(tmp_path / "e"), progress=False)
+    assert not (tmp_path / "e").exists()
+
+
+# the flat options of the trainer before its configuration was split into parts (a last.pt's
+# train_config, TOML files and --set use them): all still accepted, no more added by the split
+OLD_KEYS = ("train_manifest extra_train dev_manifest select_metric extra_dev aug_dir max_utt_seconds valid_max_utts "
+            "init_from units bpe_vocab rnn_type rnn_layers rnn_hidden conv_channels conv_kernel conv_strides dropout "
+            "max_batch_seconds lr warmup_steps decay_steps final_lr_ratio weight_decay grad_clip epochs max_steps "
+            "max_hours max_cpu_hours augment spec_augment voice_channel_prob aug_first_epoch aug_prob sorta_grad "
+            "ckpt_minutes log_every cmvn_utts num_workers threads seed").split()
+
+
+def test_flat_options_are_those_of_old_checkpoints():
+    cfg = TrainConfig.from_sources(str(ROOT / "recipes" / "synth" / "conf" / "lstm.toml"),
+                                   ["extra_train=[\"a.jsonl\"]", "voice_channel_prob=0.5", "rnn_layers=5"])
+    flat = cfg.to_dict()
+    assert sorted(flat) == sorted(OLD_KEYS)
+    assert TrainConfig.from_dict(flat) == cfg
+    assert (cfg.model.rnn_type, cfg.model.rnn_hidden, cfg.model.rnn_layers, cfg.extra_train) == ("lstm", 444, 5, ("a.jsonl",))
+    # an old run's stored options (tuples, TOML lists) read back unchanged
+    old = dict(flat, conv_strides=[2, 2], extra_dev=["x.jsonl"])
+    assert TrainConfig.from_dict(old).to_dict() == dict(flat, conv_strides=(2, 2), extra_dev=("x.jsonl",))
 
 
 def test_last_checkpoint_is_a_loadable_model(tiny_data, tmp_path):
@@ -379,19 +415,20 @@ def test_children_cpu_clock_counts_live_and_finished_workers():
     (data-loading workers live for an epoch) and after they exit."""
     import subprocess
     import sys
-    import time
 
-    from asr.train import children_cpu_seconds
+    from asr.trainproc import children_cpu_seconds
 
     t0 = children_cpu_seconds()
-    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass\nprint(flush=True)\ntime.sleep(30)"
-    proc = subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE, text=True)
+    # burns 0.6 s of CPU, says so, then waits, alive, until its standard input is closed
+    spin = ("import sys, time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass\n"
+            "print(flush=True)\nsys.stdin.read()")
+    proc = subprocess.Popen([sys.executable, "-c", spin], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        proc.stdout.readline()  # it has burnt 0.6 s of CPU and now sleeps, still alive
+        proc.stdout.readline()  # it has burnt 0.6 s of CPU and now waits, still alive
         live = children_cpu_seconds() - t0
     finally:
-        proc.kill()
-        proc.wait()
+        proc.stdin.close()  # it returns from its read and exits
+        proc.wait(timeout=60)
     done = children_cpu_seconds() - t0
     if sys.platform.startswith("linux"):  # elsewhere live children are only counted once they exit
         assert live >= 0.5

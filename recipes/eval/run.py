@@ -39,11 +39,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-for p in (REPO, HERE):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+if __package__ in (None, ""):  # run as a script (python3 recipes/eval/run.py): `recipes` is in this checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 DEFAULT_SETS = ["test_heldout", "asterisk_letters"]
 
@@ -112,7 +109,7 @@ def mark_done(dirpath: Path, key: dict) -> None:
 # ---------------------------------------------------------------------------- stages
 def stage_pocketsphinx(sets, args, out: Path) -> None:
     try:
-        import pocketsphinx_baseline as psb
+        from recipes.eval import pocketsphinx_baseline as psb
     except ImportError as e:
         log(f"stage 1: PocketSphinx baseline unavailable ({e}); skipped")
         return

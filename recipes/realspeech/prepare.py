@@ -53,8 +53,10 @@ from typing import Callable, Iterator, List, NamedTuple
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "synth"))
-from datacard import _summ  # noqa: E402  (recipes/synth/datacard.py)
+if __package__ in (None, ""):  # run as a script (python3 recipes/realspeech/prepare.py): `recipes` is in this checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from recipes.synth.datacard import _summ  # noqa: E402
 
 # source -> the Debian package it comes from
 PACKAGE = {"warzone": "warzone2100-data", "tuxpaint": "tuxpaint-stamps-default",
@@ -243,7 +245,6 @@ def to_16k_mono(x: np.ndarray, sr: int) -> np.ndarray:
 
 
 def build(data_dir: Path, root: Path, sources: List[str]) -> List[dict]:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from asr.text import normalize
     from tqdm import tqdm
 

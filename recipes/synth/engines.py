@@ -263,7 +263,7 @@ def synth_rhvoice(jobs: list[dict], tmpdir: str) -> list[dict]:
 
 
 def synth_piper(jobs: list[dict], tmpdir: str) -> list[dict]:
-    from piper_support import synthesize  # local helper module in recipes/synth
+    from recipes.synth.piper_support import synthesize
     out = []
     for job in jobs:
         res = synthesize(job["speak"], length_scale=job["rate"])

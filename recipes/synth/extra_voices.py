@@ -26,12 +26,12 @@ import argparse
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+if __package__ in (None, ""):  # run as a script (python3 recipes/synth/extra_voices.py): `recipes` is in this checkout
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from datacard import _summ  # noqa: E402
-from engines import heldout_voices  # noqa: E402
-from prepare import generate, load_pool, log, write_jsonl  # noqa: E402
+from recipes.synth.datacard import _summ  # noqa: E402
+from recipes.synth.engines import heldout_voices  # noqa: E402
+from recipes.synth.prepare import generate, load_pool, log, write_jsonl  # noqa: E402
 
 ENGINES = ("pico2wave", "piper", "rhvoice")
 

@@ -45,10 +45,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-for p in (HERE, REPO):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+if __package__ in (None, ""):  # run as a script (python3 recipes/synth/prepare.py): `recipes` is in this checkout
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import numpy as np  # noqa: E402
 
@@ -303,7 +301,7 @@ def make_chunks(jobs: list[dict], chunk_dir: str, tag: str, seed: int) -> list[t
     by_voice: dict[str, list[dict]] = {}
     for j in jobs:
         by_voice.setdefault(j["voice"], []).append(j)
-    from engines import ALL_VOICES
+    from recipes.synth.engines import ALL_VOICES
     chunks = []
     for v, js in sorted(by_voice.items()):
         size = 40 if ALL_VOICES[v]["engine"] == "festival" else 25
@@ -315,7 +313,7 @@ def make_chunks(jobs: list[dict], chunk_dir: str, tag: str, seed: int) -> list[t
 
 
 def run_chunks(chunks, jobs: int, desc: str) -> list[dict]:
-    from engines import synth_chunk
+    from recipes.synth.engines import synth_chunk
     records, todo = [], []
     for path, js in chunks:
         if os.path.exists(path):
@@ -390,7 +388,7 @@ def hash_split(split: str) -> int:
 
 
 def stage2_train(args) -> None:
-    from engines import training_voices
+    from recipes.synth.engines import training_voices
     recs = generate(args, "train", load_pool(args.data_dir, "train"), training_voices(),
                     target_hours=args.train_hours)
     write_jsonl(os.path.join(args.data_dir, "train.jsonl"), recs)
@@ -398,17 +396,17 @@ def stage2_train(args) -> None:
 
 
 def stage3_dev(args) -> None:
-    from engines import training_voices
+    from recipes.synth.engines import training_voices
     recs = generate(args, "dev", load_pool(args.data_dir, "dev"), training_voices(), n_utts=args.dev_utts)
     write_jsonl(os.path.join(args.data_dir, "dev.jsonl"), recs)
     log(f"dev.jsonl: {len(recs)} utterances, {sum(r['duration'] for r in recs) / 3600:.2f} h")
 
 
 def stage4_heldout(args) -> None:
-    from engines import heldout_voices
+    from recipes.synth.engines import heldout_voices
     voices = heldout_voices()
     try:
-        from piper_support import synthesize
+        from recipes.synth.piper_support import synthesize
         ok = synthesize("This is a test.") is not None
     except Exception as e:  # noqa: BLE001
         ok = False
@@ -486,13 +484,13 @@ def stage5_asterisk(args) -> None:
 
 # --------------------------------------------------------------------------- stage 6
 def stage6_aug(args) -> None:
-    from augment_material import make_aug_material
+    from recipes.synth.augment_material import make_aug_material
     make_aug_material(os.path.join(args.data_dir, "aug"), seed=args.seed, n_rooms=args.rirs)
 
 
 # --------------------------------------------------------------------------- stage 7
 def stage7_card(args) -> None:
-    from datacard import write_data_card
+    from recipes.synth.datacard import write_data_card
     write_data_card(args.data_dir, os.path.join(HERE, "DATA_CARD.md"))
 
 
@@ -539,8 +537,8 @@ def short_pool(sentences: list[str], n_items: int, seed: int, one_word_share: fl
 def stage9_short(args) -> None:
     """Short training utterances (1-2 words) from the training voices: the sentence pools start at
     3 words, while prompts and commands (half of the Asterisk letters set) are single words."""
-    from datacard import write_data_card
-    from engines import training_voices
+    from recipes.synth.datacard import write_data_card
+    from recipes.synth.engines import training_voices
     with open(os.path.join(args.data_dir, "text", "train.txt")) as f:
         sentences = f.read().splitlines()
     pool = short_pool(sentences, n_items=max(1000, int(args.short_hours * 3600 / 0.5)), seed=args.seed)
