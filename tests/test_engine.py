@@ -341,13 +341,9 @@ def test_bundled_default_model_if_present():
     for chunk in [1, 160, 592, 2560, 16000]:
         st = run_stream(rec, wave, chunk)
         # A trained model's log-probs reach -35; float32 GEMMs of different lengths round
-        # differently and the GRU carries the rounding on through time (measured: up to 1.3e-5
-        # at log-prob ~ -20 for the session-5 model, 1.76e-5 at -6.4 with 2,560-sample chunks for
-        # the session-9 one, 1.6e-5 at -7.4 for the session-10 one,
-        # 2.0e-5 at -12.0 with 1-sample chunks for the session-11 one, 2.5e-5 at -27.3 with 2,560-sample
-        # chunks for the session-13 one, 3.05e-5 at -8.7 with 1- and 160-sample chunks for the
-        # session-14 one, 2.1e-5 with 592-sample chunks for the session-15 one: about 4-7 ulps of
-        # logits of magnitude ~35, 1.2e-7 * 35 = 4.2e-6),
+        # differently and the GRU carries the rounding on through time (measured on trained
+        # models of this shape: 1.3e-5 to 3.05e-5, about 4-7 ulps of logits of magnitude ~35,
+        # 1.2e-7 * 35 = 4.2e-6),
         # so the tolerance is 4e-5 absolute plus 1e-6 relative. A lost or misplaced state or
         # buffer moves log-probs by 1e-2 and more.
         assert torch.allclose(st.all_log_probs(), ref, atol=4e-5, rtol=1e-6)

@@ -85,7 +85,7 @@ def main(argv=None) -> int:
 def _valid_x(rec: dict, train_recs: list, key: str) -> float:
     """A validation record's x: its own value when it has one, else the training records'
     value interpolated at its step (validation records of older logs carry no audio_h, and
-    none before session 5 a cpu_h), never another quantity under the wrong label."""
+    the oldest no cpu_h), never another quantity under the wrong label."""
     if key in rec:
         return rec[key]
     pts = [(r["step"], r[key]) for r in train_recs if key in r]

@@ -3,7 +3,7 @@
 
 The synthetic corpus (``recipes/synth``) has no human voice in it, and the Asterisk prompts (the
 real-speech test set) must never be trained on. A search of Debian bookworm (main, contrib,
-non-free), PyPI and npm in session 18 found no speech corpus in any package, only voice clips in
+non-free), PyPI and npm (2026-12) found no speech corpus in any package, only voice clips in
 games and educational programs. This recipe collects the ones whose words are known exactly from
 the package itself: 11.3 minutes (538 clips), nearly all single words and short phrases, about
 a dozen speakers, one game voice (Warzone 2100) two thirds of it.
