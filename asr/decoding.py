@@ -62,7 +62,7 @@ class Result:
 class Decoder(Protocol):
     """Offline CTC decoding of one utterance (or one segment of a stream): what a stream's
     ``final_decoder`` and ``Recognizer.transcribe(decoder=...)`` take. Implemented by
-    :class:`GreedyDecoder` and :class:`asr.beam.BeamCTCDecoder`."""
+    :class:`GreedyDecoder`, :class:`asr.beam.BeamCTCDecoder` and :class:`asr.grammar.GrammarDecoder`."""
 
     def decode(self, log_probs: torch.Tensor, length: Optional[int] = None) -> Result:
         """``log_probs``: ``(steps, vocab)``; only the first ``length`` steps (None: all).

@@ -3,7 +3,8 @@
 Every utterance goes through a :class:`asr.stream.Stream`, fed whole or in ``chunk_ms``
 chunks (the output is the same for any chunking); ``batch_size`` streams are stepped together
 with :func:`asr.stream.decode_streams`. With ``EvalOptions.beam`` each stream's final result
-comes from :class:`asr.beam.BeamCTCDecoder` over the log-probabilities the stream produced.
+comes from :class:`asr.beam.BeamCTCDecoder` over the log-probabilities the stream produced, with
+``EvalOptions.grammar`` from :class:`asr.grammar.GrammarDecoder`.
 Run time is measured twice: wall clock, and CPU time (the decoding thread's on 1 thread,
 the process's on more), which stays meaningful when other jobs share the cores.
 """
@@ -31,16 +32,22 @@ class EvalOptions:
     chunk_ms: Optional[float] = None  # feed audio in chunks of this many ms (None: whole utterance); same output
     beam: Optional[BeamOptions] = None  # beam search (asr.beam, needs flashlight-text) over each stream's
     #                                     log-probabilities, with an LM if beam.lm; None: greedy decoding
+    grammar: Optional[Tuple[str, ...]] = None  # phrases (asr.grammar, "[unk]" allowed): each stream's final result
+    #                                            is one of them; None: no grammar. Not with beam.
     batch_size: int = 16  # streams stepped together by decode_streams
     threads: int = 1  # torch CPU threads for the run (0: all cores); batching, not threads, is what pays on a busy CPU
 
     @property
     def decoder(self) -> str:
-        """``"greedy"`` or ``"beam"``, as ``--decoder`` says it."""
-        return "greedy" if self.beam is None else "beam"
+        """``"greedy"``, ``"beam"`` (as ``--decoder`` says it) or ``"grammar"`` (``--grammar``)."""
+        return "grammar" if self.grammar is not None else "greedy" if self.beam is None else "beam"
 
     def describe_decoder(self) -> str:
         """One line, e.g. ``greedy`` or ``beam 128 (8 tokens/step, threshold 50) + LM (weight 1, word score 1)``."""
+        if self.grammar is not None:
+            from .grammar import describe_grammar
+
+            return describe_grammar(self.grammar)
         return "greedy" if self.beam is None else self.beam.describe()
 
     def check(self) -> None:
@@ -50,6 +57,8 @@ class EvalOptions:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.threads < 0:
             raise ValueError(f"--threads must be 0 (all cores) or more, got {self.threads}")
+        if self.grammar is not None and self.beam is not None:
+            raise ValueError("--grammar replaces the decoder: drop --decoder beam / --lm")
 
 
 @dataclass
@@ -105,11 +114,16 @@ def read_waves(utts: Sequence[Utterance], idx: Sequence[int]) -> list:
 def beam_decoder(rec, opts: EvalOptions, decoder=None):
     """The final-result decoder ``opts`` asks for: None for greedy, else ``decoder`` if given
     (built once by the caller, so a word LM is read once) or a new
-    :class:`asr.beam.BeamCTCDecoder` for ``opts.beam``."""
-    if opts.beam is None:
+    :class:`asr.beam.BeamCTCDecoder` for ``opts.beam`` / :class:`asr.grammar.GrammarDecoder`
+    for ``opts.grammar``."""
+    if opts.beam is None and opts.grammar is None:
         return None
     if decoder is not None:
         return decoder
+    if opts.grammar is not None:
+        from .grammar import GrammarDecoder
+
+        return GrammarDecoder(opts.grammar, rec)
     from .beam import BeamCTCDecoder
 
     return BeamCTCDecoder(rec.tokenizer, rec.step_s, opts.beam)

@@ -6,7 +6,7 @@ directories (``SPEAKER/CHAPTER/SPEAKER-CHAPTER.trans.txt`` lines ``UTT-ID TEXT``
 a :class:`asr.stream.Stream` per utterance, fed whole or in ``--chunk-ms`` chunks (the
 output is the same for any chunking), several streams stepped as one batch with
 :func:`asr.stream.decode_streams`. ``--decoder beam`` runs :mod:`asr.beam` over the
-log-probabilities the streams produced.
+log-probabilities the streams produced, ``--grammar`` :mod:`asr.grammar` (each result one phrase).
 
 The stages live in their own modules, and their names are re-exported here:
 
@@ -56,7 +56,7 @@ def evaluate(rec, utts: Sequence[Utterance], opts: EvalOptions = EvalOptions(), 
              inputs: Sequence[str] = (), speed_utts: int = 0, latency_utts: int = 0,
              latency_chunk_ms: float = 160.0, progress: bool = False, decoder=None) -> EvalReport:
     """Transcribe and score ``utts`` (from :func:`load_inputs`); optionally time speed and latency.
-    ``decoder``: a beam decoder already built for ``opts.beam`` (see :func:`beam_decoder`)."""
+    ``decoder``: a beam or grammar decoder already built for ``opts`` (see :func:`beam_decoder`)."""
     opts.check()
     if speed_utts < 0 or latency_utts < 0:
         raise ValueError("--speed-utts and --latency-utts must be 0 or more")
@@ -91,10 +91,12 @@ def evaluate(rec, utts: Sequence[Utterance], opts: EvalOptions = EvalOptions(), 
 def _main(args) -> int:
     from .beam import beam_options, check_decoder_arguments
     from .checkpoint import load_model
+    from .grammar import check_grammar_arguments
 
     check_decoder_arguments(args)
+    check_grammar_arguments(args)
     opts = EvalOptions(chunk_ms=args.chunk_ms, beam=beam_options(args) if args.decoder == "beam" else None,
-                       batch_size=args.batch_size, threads=args.threads)
+                       grammar=args.grammar, batch_size=args.batch_size, threads=args.threads)
     opts.check()
     for name in ("limit", "worst", "speed_utts", "latency_utts"):
         if getattr(args, name) < 0:
@@ -120,6 +122,7 @@ def register(sub) -> None:
     from .argtypes import non_negative_int, positive_float
     from .beam import add_decoder_arguments
     from .checkpoint import add_int8_argument
+    from .grammar import add_grammar_argument
 
     p = sub.add_parser(
         "eval",
@@ -135,6 +138,7 @@ def register(sub) -> None:
                    help="feed audio to the streams in chunks of N ms (default: whole utterances; same output)")
     add_int8_argument(p)
     add_decoder_arguments(p)
+    add_grammar_argument(p)
     p.add_argument("--batch-size", type=int, default=16, metavar="N",
                    help="streams decoded together (default: %(default)s)")
     p.add_argument("--out", metavar="DIR", help="write report.md, summary.json, utterances.jsonl and PNG plots here")

@@ -2,8 +2,9 @@
 
 Each file is fed to a :class:`asr.stream.Stream` in chunks of ``--chunk-ms``
 (default: the whole file at once) and finished; the result is the same for any
-chunk size. The words are cut into segments by the endpointer's rule
-(:mod:`asr.subtitles`) and written as text, JSON, SubRip or WebVTT.
+chunk size. ``--decoder beam`` and ``--grammar`` choose the final decoder (:mod:`asr.beam`;
+:mod:`asr.grammar`: the whole file's result is one phrase). The words are cut into segments
+by the endpointer's rule (:mod:`asr.subtitles`) and written as text, JSON, SubRip or WebVTT.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def _main(args) -> int:
     from .checkpoint import load_model
     from .decoding import EndpointConfig
     from .errors import CLIError
+    from .grammar import GrammarDecoder, check_grammar_arguments
 
     fmt = "json" if args.json else args.format
     if args.files.count("-") > 1:
@@ -77,8 +79,9 @@ def _main(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     check_decoder_arguments(args)
+    check_grammar_arguments(args)
     rec = load_model(args.model, int8=args.int8)
-    decoder = decoder_from_arguments(args, rec)
+    decoder = GrammarDecoder(args.grammar, rec) if args.grammar else decoder_from_arguments(args, rec)
     endpoint = EndpointConfig(trailing_silence_s=args.trailing_silence, max_segment_s=args.max_segment)
     if args.output_dir:
         os.makedirs(args.output_dir, exist_ok=True)
@@ -107,6 +110,7 @@ def register(sub) -> None:
     from .subtitles import FORMATS
     from .beam import add_decoder_arguments
     from .checkpoint import add_int8_argument
+    from .grammar import add_grammar_argument
 
     p = sub.add_parser(
         "transcribe",
@@ -133,4 +137,5 @@ def register(sub) -> None:
                    help="torch CPU threads (default: 0, torch's choice)")
     add_int8_argument(p)
     add_decoder_arguments(p)
+    add_grammar_argument(p)
     p.set_defaults(func=_main)

@@ -3,7 +3,7 @@
 
 Usage:
     python3 recipes/eval/pocketsphinx_baseline.py MANIFEST.jsonl [--out hyps.jsonl] [--limit N]
-                                                  [--summary summary.json]
+                                                  [--summary summary.json] [--grammar PHRASES]
 
 Decodes every utterance of a manifest (JSON lines with ``audio``, ``text``, ``duration``;
 16 kHz mono WAV) with ``pocketsphinx.Decoder()`` in one thread, writes one JSON line per
@@ -11,6 +11,11 @@ utterance ``{"audio", "ref", "hyp", "seconds"}`` (``seconds`` = decoding time) a
 WER and CER (jiwer, on ``asr.text.normalize``d reference and hypothesis) and the
 real-time factor (total decoding time / total audio duration; wall clock, and CPU time of
 the decoding thread, which stays meaningful when other jobs share the cores).
+
+``--grammar`` (the same values as ``asr eval --grammar``: ``zero,one,two``, a JSON list or a JSON
+file) replaces the bundled n-gram LM with a JSGF grammar of those alternatives,
+``public <g> = zero | one | two;``, so every hypothesis is one phrase (or empty). PocketSphinx's
+JSGF has no ``[unk]``: it is refused.
 """
 
 from __future__ import annotations
@@ -24,7 +29,13 @@ import time
 if __package__ in (None, ""):  # run as a script: `asr` from this checkout, even if not installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from asr.grammar import grammar_argument, normalize_phrases  # noqa: E402
 from asr.text import normalize  # noqa: E402
+
+
+def jsgf_alternatives(phrases) -> str:
+    """A JSGF grammar whose only sentences are ``phrases`` (normalised: lower-case words)."""
+    return "#JSGF V1.0;\ngrammar g;\npublic <g> = " + " | ".join(phrases) + ";\n"
 
 
 def main(argv=None) -> dict:
@@ -33,7 +44,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", help="per-utterance JSON lines (default: <manifest>.pocketsphinx.jsonl)")
     ap.add_argument("--summary", help="write the figures as JSON here too")
     ap.add_argument("--limit", type=int, default=0, help="decode only the first N utterances")
+    ap.add_argument("--grammar", type=grammar_argument, metavar="PHRASES",
+                    help="decode with a JSGF grammar of these alternatives instead of the LM (as asr eval --grammar)")
     args = ap.parse_args(argv)
+    jsgf = None
+    if args.grammar:
+        phrases, unk = normalize_phrases(list(args.grammar))
+        if unk:
+            ap.error("--grammar: PocketSphinx's JSGF has no [unk]; drop it")
+        jsgf = jsgf_alternatives(phrases)
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import jiwer
@@ -49,6 +68,9 @@ def main(argv=None) -> dict:
     out_path = args.out or os.path.splitext(args.manifest)[0] + ".pocketsphinx.jsonl"
 
     dec = Decoder()  # default config: bundled en-us acoustic model, LM and dictionary, 16 kHz
+    if jsgf is not None:
+        dec.add_jsgf_string("grammar", jsgf)  # ValueError: a word not in the dictionary
+        dec.activate_search("grammar")
     refs, hyps, dec_time, cpu_time, audio_time = [], [], 0.0, 0.0, 0.0
     try:
         from tqdm import tqdm
@@ -85,7 +107,8 @@ def main(argv=None) -> dict:
         "wer": round(100 * jiwer.wer(refs, hyps), 2), "cer": round(100 * jiwer.cer(refs, hyps), 2),
         "rtf": round(dec_time / max(audio_time, 1e-9), 4),
         "cpu_rtf": round(cpu_time / max(audio_time, 1e-9), 4),
-        "decoder": "pocketsphinx " + _version() + " default en-us model, 1 thread",
+        "decoder": "pocketsphinx " + _version() + " default en-us model, 1 thread"
+                   + (f", JSGF grammar of {len(args.grammar)} phrases" if jsgf else ""),
     }
     print(f"{os.path.basename(args.manifest)}: {len(recs)} utts, {audio_time / 60:.1f} min audio | "
           f"WER {summary['wer']:.2f}% | CER {summary['cer']:.2f}% | RTF {summary['rtf']:.3f} wall, "
