@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -65,27 +64,40 @@ def test_segments_do_not_depend_on_chunking(rec, tmp_path):
     assert " ".join(s["text"] for s in whole["segments"]) == whole["text"]
 
 
-def _asr(*args, stdin=None):
-    return subprocess.run([sys.executable, "-m", "asr", "transcribe", *args], input=stdin,
-                          capture_output=True, cwd=ROOT, timeout=120)
+class _Stdin:
+    def __init__(self, data: bytes):
+        import io
+
+        self.buffer = io.BytesIO(data)
 
 
-def test_cli_stdin_formats_and_output_dir(tmp_path):
-    by_path = _asr(str(WAV), "--format", "json")
-    assert by_path.returncode == 0, by_path.stderr
-    ref = json.loads(by_path.stdout)
-    piped = _asr("-", "--format", "json", stdin=WAV.read_bytes())
-    assert piped.returncode == 0, piped.stderr
-    got = json.loads(piped.stdout)
+def _asr(monkeypatch, capsysbinary, *args, stdin=b""):
+    """``asr transcribe ARGS`` in this process (the model loads once): (exit code, stdout, stderr)."""
+    from asr.cli import main
+
+    monkeypatch.setattr(sys, "stdin", _Stdin(stdin))
+    rc = main(["transcribe", *args])
+    out = capsysbinary.readouterr()
+    return rc, out.out, out.err
+
+
+def test_cli_stdin_formats_and_output_dir(tmp_path, monkeypatch, capsysbinary):
+    run = lambda *a, stdin=b"": _asr(monkeypatch, capsysbinary, *a, stdin=stdin)  # noqa: E731
+    rc, out, err = run(str(WAV), "--format", "json")
+    assert rc == 0, err
+    ref = json.loads(out)
+    rc, out, err = run("-", "--format", "json", stdin=WAV.read_bytes())
+    assert rc == 0, err
+    got = json.loads(out)
     assert got["audio"] == "-" and got["text"] == ref["text"] and got["segments"] == ref["segments"]
-    srt = _asr(str(WAV), "--format", "srt").stdout.decode()
-    assert srt.startswith("1\n00:00:") and " --> " in srt
-    out = _asr(str(WAV), str(WAV), "--format", "vtt", "--output-dir", str(tmp_path / "subs"))
-    assert out.returncode == 0 and out.stdout == b""
+    rc, out, _ = run(str(WAV), "--format", "srt")
+    assert out.decode().startswith("1\n00:00:") and b" --> " in out
+    rc, out, _ = run(str(WAV), str(WAV), "--format", "vtt", "--output-dir", str(tmp_path / "subs"))
+    assert rc == 0 and out == b""
     assert (tmp_path / "subs" / "conference.vtt").read_text().startswith("WEBVTT\n\n")
-    both = _asr(str(WAV), str(WAV), "--format", "srt")
-    assert both.returncode == 1 and b"needs --output-dir" in both.stderr
-    empty = _asr("-", stdin=b"")
-    assert empty.returncode == 1 and b"<stdin>: no data" in empty.stderr
-    twice = _asr("-", "-", stdin=b"")
-    assert twice.returncode == 1 and b"only once" in twice.stderr
+    rc, _, err = run(str(WAV), str(WAV), "--format", "srt")
+    assert rc == 1 and b"needs --output-dir" in err
+    rc, _, err = run("-")
+    assert rc == 1 and b"<stdin>: no data" in err
+    rc, _, err = run("-", "-")
+    assert rc == 1 and b"only once" in err
