@@ -13,7 +13,6 @@ licence), ``--drop engine mbrola --drop voice 'festival:(us[123]|en1)$'`` (espea
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -30,26 +29,18 @@ def main(argv=None) -> int:
         rules = [(f, re.compile(r)) for f, r in args.drop]
     except re.error as e:
         ap.error(f"bad --drop pattern: {e}")
+    from asr.jsonl import read_jsonl, write_jsonl
+
     base = os.path.dirname(os.path.abspath(args.src))
-    kept = dropped = 0
-    hours = [0.0, 0.0]
-    tmp = args.dst + ".tmp"
-    with open(args.src, encoding="utf-8") as fi, open(tmp, "w", encoding="utf-8") as fo:
-        for line in fi:
-            if not line.strip():
-                continue
-            r = json.loads(line)
-            drop = any(f in r and rx.search(str(r[f])) for f, rx in rules)
-            hours[drop] += float(r.get("duration", 0.0)) / 3600
-            if drop:
-                dropped += 1
-                continue
-            if not os.path.isabs(r["audio"]):
-                r["audio"] = os.path.join(base, r["audio"])
-            fo.write(json.dumps(r, ensure_ascii=False) + "\n")
-            kept += 1
-    os.replace(tmp, args.dst)
-    print(f"kept {kept} ({hours[0]:.2f} h), dropped {dropped} ({hours[1]:.2f} h) -> {args.dst}")
+    kept, dropped = [], []
+    for r in read_jsonl(args.src):
+        if any(f in r and rx.search(str(r[f])) for f, rx in rules):
+            dropped.append(r)
+        else:
+            kept.append({**r, "audio": os.path.join(base, r["audio"])})  # join keeps an absolute path as it is
+    write_jsonl(args.dst, kept)
+    hours = [sum(float(r.get("duration", 0.0)) for r in rs) / 3600 for rs in (kept, dropped)]
+    print(f"kept {len(kept)} ({hours[0]:.2f} h), dropped {len(dropped)} ({hours[1]:.2f} h) -> {args.dst}")
     return 0
 
 

@@ -20,25 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from asr.corpora import librispeech_records as read_subset  # manifest records of one subset directory
+from asr.jsonl import write_jsonl
 
 SUBSETS = ["train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "dev-other", "test-clean", "test-other"]
 COMBINED = {"train-960": SUBSETS[:3], "train-100": SUBSETS[:1]}
-
-
-def write_jsonl(path: Path, records) -> int:
-    tmp = path.with_suffix(".tmp")
-    n = 0
-    with open(tmp, "w") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
-            n += 1
-    os.replace(tmp, path)
-    return n
 
 
 def main(argv=None) -> int:

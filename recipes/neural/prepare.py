@@ -42,6 +42,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 from tqdm import tqdm
 
+from asr.jsonl import write_jsonl
 from asr.text import normalize
 
 SR = 16000
@@ -205,11 +206,7 @@ def main(argv=None) -> int:
             os.replace(tmp, out)
         records.append({"audio": str(out.relative_to(args.data_dir)), "text": normalize(text),
                         "duration": round(sf.info(str(out)).frames / SR, 3), "voice": v.name, "engine": "hibari"})
-    tmp = args.data_dir / "train.jsonl.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
-    os.replace(tmp, args.data_dir / "train.jsonl")
+    write_jsonl(args.data_dir / "train.jsonl", records)
     hours = sum(r["duration"] for r in records) / 3600
     print(f"wrote {len(records)} utterances, {hours:.2f} h, {len(kept)} voices -> {args.data_dir / 'train.jsonl'}")
     return 0

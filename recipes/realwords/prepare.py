@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import re
 import sys
@@ -46,6 +45,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 from tqdm import tqdm
+
+from asr.jsonl import read_jsonl, write_jsonl
 
 SR = 16000
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -121,14 +122,6 @@ def convert(clips: list[Clip], data_dir: Path) -> list[dict]:
     return records
 
 
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def absolute(records: list[dict], manifest: Path) -> list[dict]:
     """Records of another manifest with their audio paths made absolute (they move to a new folder)."""
     out = []
@@ -136,11 +129,6 @@ def absolute(records: list[dict], manifest: Path) -> list[dict]:
         a = Path(r["audio"])
         out.append({**r, "audio": str(a if a.is_absolute() else (manifest.parent / a).resolve())})
     return out
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def prepare(sc_root: Path | None, fsdd_root: Path | None, data_dir: Path, *, sc_dev_frac: float = 0.2,

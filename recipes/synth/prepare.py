@@ -50,6 +50,7 @@ if __package__ in (None, ""):  # run as a script (python3 recipes/synth/prepare.
 
 import numpy as np  # noqa: E402
 
+from asr.jsonl import read_jsonl, write_jsonl  # noqa: E402
 from asr.text import is_clean, normalize  # noqa: E402
 
 # --------------------------------------------------------------------------- helpers
@@ -57,20 +58,6 @@ from asr.text import is_clean, normalize  # noqa: E402
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def write_jsonl(path: str, records: list[dict]) -> None:
-    """Atomic write (temp file + rename)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: str) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def write_lines(path: str, lines: list[str]) -> None:
