@@ -85,6 +85,20 @@ class LogMel(torch.nn.Module):
         mel = self.mel(wave.float())  # (..., n_mels, frames)
         return torch.log(mel + self.cfg.log_floor).transpose(-1, -2).contiguous()
 
+    @torch.no_grad()
+    def of_windows(self, windows: torch.Tensor) -> torch.Tensor:
+        """Analysis windows ``(frames, win_length)`` -> log-mel ``(frames, n_mels)``.
+
+        The same values as :meth:`forward` on the signal the windows were cut from (one
+        FFT per row), but the rows may come from many streams: the server computes every
+        stream's new frames in one call (:func:`asr.stream.feed_streams`).
+        """
+        if self.cfg.n_fft != self.cfg.win_length:
+            raise ValueError("of_windows needs n_fft == win_length")
+        spec = torch.fft.rfft(windows * self.mel.spectrogram.window, n=self.cfg.n_fft)
+        mel = spec.abs().pow(2.0) @ self.mel.mel_scale.fb  # (frames, n_mels)
+        return torch.log(mel + self.cfg.log_floor)
+
 
 class StreamingFeatures:
     """Chunk-invariant log-mel extraction for one stream.
@@ -99,16 +113,19 @@ class StreamingFeatures:
         self._buf = torch.zeros(0)
 
     def accept(self, samples: torch.Tensor) -> torch.Tensor:
+        return self.logmel.of_windows(self.windows(samples))
+
+    def windows(self, samples: torch.Tensor) -> torch.Tensor:
+        """The analysis windows ``(frames, win_length)`` these samples complete (a view of
+        the buffer); the samples of the next, incomplete frame are kept."""
         buf = torch.cat([self._buf, samples.float()]) if self._buf.numel() else samples.float()
         n = num_frames(buf.numel(), self.cfg)
         if n == 0:
             self._buf = buf
-            return torch.zeros(0, self.cfg.n_mels)
-        used = (n - 1) * self.cfg.hop_length + self.cfg.win_length
-        feats = self.logmel(buf[:used])
+            return buf.new_zeros(0, self.cfg.win_length)
         # keep everything from the start of the next frame on
         self._buf = buf[n * self.cfg.hop_length :].clone()
-        return feats
+        return buf.unfold(0, self.cfg.win_length, self.cfg.hop_length)[:n]
 
 
 class StreamingResampler:

@@ -110,7 +110,8 @@ class CausalConv(nn.Module):
         B, _, T = x.shape
         full = torch.cat([cache, x], dim=2)  # (B, C, context + T)
         n_out = T // self.stride
-        y = self.act(self.conv(full[:, :, : self.context + n_out * self.stride]))
+        z = full[:, :, : self.context + n_out * self.stride]
+        y = self.act(self.conv(z) if torch.is_grad_enabled() else self._conv_gemm(z))
         out_lengths = torch.div(lengths, self.stride, rounding_mode="floor")
         # new cache: the `context` frames before each stream's first unconsumed frame
         if self.context > 0:
@@ -120,6 +121,20 @@ class CausalConv(nn.Module):
         else:
             new_cache = cache
         return y, out_lengths, new_cache
+
+    def _conv_gemm(self, z: Tensor) -> Tensor:
+        """``self.conv(z)`` as one matrix product over unfolded windows (inference).
+
+        Streaming steps run with oneDNN off (see :func:`asr.stream.decode_streams`), and
+        ATen's fallback convolution is slow for batches of short inputs (~20 ms for 50
+        streams x 6 frames at 256 channels vs ~0.6 ms as a GEMM); the values are equal up
+        to float rounding.
+        """
+        w, b = self.conv.weight, self.conv.bias  # (C_out, C_in, kernel), (C_out,)
+        u = z.unfold(2, self.kernel, self.stride)  # (B, C_in, T', kernel)
+        B, C, Tp, K = u.shape
+        y = torch.addmm(b, u.permute(0, 2, 1, 3).reshape(B * Tp, C * K), w.reshape(w.shape[0], C * K).t())
+        return y.reshape(B, Tp, -1).transpose(1, 2)  # (B, C_out, T')
 
 
 class CTCModel(nn.Module):
