@@ -95,6 +95,8 @@ class LogMel(torch.nn.Module):
         """
         if self.cfg.n_fft != self.cfg.win_length:
             raise ValueError("of_windows needs n_fft == win_length")
+        if windows.shape[0] == 0:  # MKL's FFT refuses an empty batch
+            return windows.new_zeros(0, self.cfg.n_mels)
         spec = torch.fft.rfft(windows * self.mel.spectrogram.window, n=self.cfg.n_fft)
         mel = spec.abs().pow(2.0) @ self.mel.mel_scale.fb  # (frames, n_mels)
         return torch.log(mel + self.cfg.log_floor)
