@@ -61,8 +61,16 @@ class Recognizer:
         """Seconds per output step."""
         return self.model.cfg.subsampling * self.features.frame_shift_s
 
-    def stream(self, sample_rate: int = 16000, **kwargs) -> Stream:
-        """A new :class:`asr.stream.Stream` over this model (``kwargs``: its options)."""
+    def stream(self, sample_rate: int = 16000, grammar=None, hotwords=None, nbest: int = 1, **kwargs) -> Stream:
+        """A new :class:`asr.stream.Stream` over this model (``kwargs``: its options).
+
+        ``grammar`` (phrases, optionally ``"[unk]"``), ``hotwords`` (phrases or ``(phrase, boost)``
+        pairs) and ``nbest`` (alternatives per final) choose the stream's final decoder
+        (:func:`asr.vocab.vocabulary_decoder`; a ``final_decoder`` given too is their default)."""
+        if grammar is not None or hotwords is not None or nbest != 1:
+            from .vocab import vocabulary_decoder
+
+            kwargs["final_decoder"] = vocabulary_decoder(self, grammar, hotwords, nbest, kwargs.get("final_decoder"))
         return Stream(self, sample_rate=sample_rate, **kwargs)
 
     def transcribe(self, samples, sample_rate: int = 16000, chunk_samples: Optional[int] = None,

@@ -23,8 +23,8 @@ import torch
 from .errors import OptionError
 from .tokenizer import WORD_START, Tokenizer
 
-__all__ = ["Word", "Result", "Token", "Decoder", "GreedyCTCDecoder", "GreedyDecoder", "EndpointConfig",
-           "assemble_words", "greedy_decode"]
+__all__ = ["Word", "Result", "Alternative", "Token", "Decoder", "GreedyCTCDecoder", "GreedyDecoder", "EndpointConfig",
+           "assemble_words", "closed_words", "greedy_decode"]
 
 
 @dataclass
@@ -39,11 +39,37 @@ class Word:
 
 
 @dataclass
+class Alternative:
+    """One entry of an n-best list (``Result.alternatives``)."""
+
+    text: str
+    words: List[Word] = field(default_factory=list)
+    score: float = 0.0  # log score of the hypothesis (nats; acoustic + hotword bonus), higher is better
+    confidence: float = 0.0  # its share of the n-best list's probability mass, 0..1 (sums to 1 over the list)
+
+    def shifted(self, offset_s: float) -> "Alternative":
+        """The same alternative with word times ``offset_s`` seconds later."""
+        words = [Word(w.word, w.start + offset_s, w.end + offset_s, w.conf) for w in self.words]
+        return Alternative(self.text, words, self.score, self.confidence)
+
+    def to_dict(self, words: bool = True) -> dict:
+        d = {"text": self.text, "score": round(self.score, 3), "confidence": round(self.confidence, 4)}
+        if words:
+            d["words"] = [w.to_dict() for w in self.words]
+        return d
+
+
+@dataclass
 class Result:
     text: str
     words: List[Word] = field(default_factory=list)
     start: float = 0.0  # seconds: segment start (stream time)
     end: float = 0.0  # seconds: audio decoded so far / segment end
+    # set on partial results: the first ``stable`` words (text, times, confidence) will not change any
+    # more, in later partials nor in the segment's final result (0 elsewhere: a final is final anyway)
+    stable: int = 0
+    # n-best decoding (nbest > 1): the alternatives, best first (the first one is ``text``); else empty
+    alternatives: List[Alternative] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -105,6 +131,25 @@ def span_word(text: str, first: int, last: int, probs: Sequence[float], step_s: 
     return Word(text, offset_s + first * step_s, offset_s + (last + 1) * step_s, sum(probs) / len(probs))
 
 
+def closed_words(tokens: Sequence[Token], pieces: Sequence[str]) -> int:
+    """How many leading words of ``tokens`` are closed: followed by a later token that starts a word.
+
+    A closed word can never change as more tokens are appended: its tokens' runs are over and the
+    word-start token after it ends its text. The last word stays open even after a long blank run,
+    since a following piece without the word-start mark would extend it.
+    """
+    last_start = next((k for k in range(len(tokens) - 1, -1, -1) if pieces[tokens[k].id].startswith(WORD_START)), 0)
+    n, text = 0, False
+    for tok in tokens[:last_start]:
+        piece = pieces[tok.id]
+        if piece.startswith(WORD_START):
+            n += text
+            text = False
+            piece = piece[len(WORD_START) :]
+        text = text or bool(piece)
+    return n + text
+
+
 def assemble_words(tokens: Sequence[Token], pieces: Sequence[str], step_s: float, offset_s: float = 0.0) -> List[Word]:
     """Tokens with steps -> words with times and confidences.
 
@@ -156,8 +201,11 @@ class GreedyCTCDecoder:
         if log_probs.numel() == 0:
             return
         best, ids = log_probs.max(dim=-1)
-        ids_l = ids.tolist()
-        probs = best.exp().tolist()
+        self.accept_best(ids.tolist(), best.exp().tolist())
+
+    def accept_best(self, ids_l: List[int], probs: List[float]) -> None:
+        """Each step's arg-max id and its posterior: what :meth:`accept` takes from the
+        log-probs (a batch of streams takes them in one operation, :func:`asr.stream.decode_streams`)."""
         prev = self.prev
         for k, (i, p) in enumerate(zip(ids_l, probs)):
             t = self.steps + k
@@ -180,9 +228,12 @@ class GreedyCTCDecoder:
         return assemble_words(tokens, self.tok.pieces, self.step_s, self.offset_s)
 
     def result(self) -> Result:
-        """The current segment's hypothesis; changes nothing."""
-        words = self._words(self.tokens[self.seg_bounds[-1] :])
-        return Result.of_words(words, self._t(self.seg_step), self._t(self.steps))
+        """The current segment's hypothesis; changes nothing. ``stable``: its closed words
+        (:func:`closed_words`): greedy tokens are never revised, so those words are final."""
+        tokens = self.tokens[self.seg_bounds[-1] :]
+        res = Result.of_words(self._words(tokens), self._t(self.seg_step), self._t(self.steps))
+        res.stable = closed_words(tokens, self.tok.pieces)
+        return res
 
     def full_result(self) -> Result:
         """Hypothesis over the whole stream: every segment's words, joined.

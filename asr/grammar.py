@@ -33,7 +33,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from .decoding import Result, Token, Word, assemble_words
+from .decoding import Alternative, Result, Token, Word, assemble_words
 from .text import normalize
 
 __all__ = ["UNK", "UNK_THRESHOLD", "GrammarDecoder", "PhraseScore", "normalize_phrases", "parse_grammar",
@@ -151,13 +151,18 @@ class GrammarDecoder:
             tokenizer; word times are ``step * recognizer.step_s`` seconds.
         unk_threshold: with ``"[unk]"``, the segment is ``"[unk]"`` when the best phrase scores more than
             this many nats per step below the greedy path.
+        nbest: > 1: each result lists up to this many phrases as :attr:`Result.alternatives` (a rejected
+            segment's ``"[unk]"`` first, scored as the greedy path), with their log-likelihoods.
 
     Stateless after construction, so one decoder serves many streams of one thread.
     """
 
-    def __init__(self, phrases: Sequence[str], recognizer, unk_threshold: float = UNK_THRESHOLD):
+    def __init__(self, phrases: Sequence[str], recognizer, unk_threshold: float = UNK_THRESHOLD, nbest: int = 1):
         if not (math.isfinite(unk_threshold) and unk_threshold >= 0):
             raise ValueError(f"unk_threshold must be a finite number of 0 or more, got {unk_threshold}")
+        if not (isinstance(nbest, int) and nbest >= 1):
+            raise ValueError(f"nbest must be a positive integer, got {nbest!r}")
+        self.max_alternatives = nbest
         self.phrases, self.allow_unk = normalize_phrases(list(phrases))
         self.tok = recognizer.tokenizer
         self.step_s = recognizer.step_s
@@ -175,7 +180,8 @@ class GrammarDecoder:
         self._lens = lens
 
     def describe(self) -> str:
-        return describe_grammar(list(self.phrases) + ([UNK] if self.allow_unk else []), self.unk_threshold)
+        d = describe_grammar(list(self.phrases) + ([UNK] if self.allow_unk else []), self.unk_threshold)
+        return d + (f", {self.max_alternatives}-best" if self.max_alternatives > 1 else "")
 
     # ---- scoring --------------------------------------------------------------------
     def log_likelihoods(self, log_probs: torch.Tensor) -> torch.Tensor:
@@ -213,20 +219,30 @@ class GrammarDecoder:
         Word times in seconds from the first step."""
         lp = (log_probs if length is None else log_probs[:length]).float()
         end = lp.shape[0] * self.step_s
-        best = self.nbest(lp, n=1)
-        if not best or not math.isfinite(best[0].log_prob):
+        ranked = [p for p in self.nbest(lp, n=self.max_alternatives) if math.isfinite(p.log_prob)]
+        if not ranked:
             return Result("", [], 0.0, end)
+        alts: List[Alternative] = []
         if self.allow_unk:
             greedy = self._greedy_tokens(lp)
             if not greedy:
                 return Result("", [], 0.0, end)
-            if best[0].margin < -self.unk_threshold:
+            if ranked[0].margin < -self.unk_threshold:
                 word = Word(UNK, greedy[0].first * self.step_s, (greedy[-1].last + 1) * self.step_s,
                             sum(t.prob for t in greedy) / len(greedy))
-                return Result.of_words([word], 0.0, end)
-        words = assemble_words(self._aligned_tokens(lp, self._ids[self.phrases.index(best[0].phrase)]),
-                               self.tok.pieces, self.step_s)
-        return Result.of_words(words, 0.0, end)
+                alts.append(Alternative(UNK, [word], float(lp.max(dim=-1).values.sum())))
+        for p in ranked[: max(self.max_alternatives, 1) - len(alts)]:
+            words = assemble_words(self._aligned_tokens(lp, self._ids[self.phrases.index(p.phrase)]),
+                                   self.tok.pieces, self.step_s)
+            alts.append(Alternative(p.phrase, words, p.log_prob))
+        res = Result.of_words(alts[0].words, 0.0, end)
+        if self.max_alternatives > 1:
+            top = max(a.score for a in alts)
+            total = sum(math.exp(a.score - top) for a in alts)
+            for a in alts:
+                a.confidence = math.exp(a.score - top) / total
+            res.alternatives = alts
+        return res
 
     @staticmethod
     def _greedy_tokens(lp: torch.Tensor) -> List[Token]:

@@ -33,7 +33,9 @@ all streams with pending frames.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import threading
 import warnings
 from typing import Callable, Iterator, List, Optional
 
@@ -43,7 +45,7 @@ from .decoding import Decoder, EndpointConfig, GreedyCTCDecoder, Result, Word
 from .features import StreamingFeatures, StreamingResampler, to_mono_float
 from .model import stack_states, unstack_states
 
-__all__ = ["Stream", "decode_streams", "feed_chunks", "audio_chunks", "chunk_samples", "StreamClosedError",
+__all__ = ["Stream", "decode_streams", "feed_streams", "feed_chunks", "audio_chunks", "chunk_samples", "StreamClosedError",
            "MIN_SAMPLE_RATE", "MAX_SAMPLE_RATE"]
 
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000  # Hz of the input audio a stream accepts
@@ -106,17 +108,22 @@ class Stream:
         return self.samples_in / self.sample_rate
 
     def feed(self, samples) -> None:
-        """Buffer audio and extract its features; runs no model (see :func:`decode_streams`).
+        """Buffer audio and extract its features; runs no model (see :func:`decode_streams`;
+        :func:`feed_streams` feeds many streams at once, with the same result).
 
         samples: 1-D PCM (int16, int32, float32 in [-1, 1]) or ``(samples, channels)``.
         """
+        feed_streams([self], [samples])
+
+    def _windows(self, samples) -> torch.Tensor:
+        """Check and resample ``samples``: the analysis windows ``(frames, win_length)`` they complete."""
         if self.finished:
             raise StreamClosedError("stream already finished")
         wave = to_mono_float(samples)
         if wave.numel() == 0:
-            return
+            return wave.new_zeros(0, self.features.cfg.win_length)
         self.samples_in += wave.numel()
-        self._add_frames(self.features.accept(self.resampler.accept(wave)))
+        return self.features.windows(self.resampler.accept(wave))
 
     def _add_frames(self, frames: torch.Tensor) -> None:
         if frames.numel():
@@ -132,13 +139,17 @@ class Stream:
         out, self._frames = self._frames[:n], self._frames[n:]
         return out
 
-    def _accept_output(self, log_probs: torch.Tensor, state) -> None:
+    def _accept_output(self, log_probs: torch.Tensor, state, best=None) -> None:
+        """``best``: ``(ids, probs)`` lists, each step's arg-max and its posterior, if known."""
         self.state = state
         if self.keep_log_probs and log_probs.numel():
             self.log_probs.append(log_probs)
         if self.final_decoder is not None and log_probs.numel():
             self._keep_segment_log_probs(log_probs)
-        self.decoder.accept(log_probs)
+        if best is None:
+            self.decoder.accept(log_probs)
+        else:
+            self.decoder.accept_best(*best)
 
     def _keep_segment_log_probs(self, log_probs: torch.Tensor) -> None:
         """Keep the open segment's log-probs for the final decoder. A segment closed in the
@@ -161,8 +172,12 @@ class Stream:
 
     # ---- output --------------------------------------------------------------------
     def partial(self) -> Result:
-        """Current hypothesis of the open segment; changes nothing."""
-        return self.decoder.result()
+        """Current hypothesis of the open segment; changes nothing. ``stable``: its leading words
+        that no later partial or final will change (none while a final decoder re-decodes segments)."""
+        res = self.decoder.result()
+        if self.final_decoder is not None:
+            res.stable = 0
+        return res
 
     def pop_endpoint(self) -> Optional[Result]:
         """If the endpoint rule fires, close the segment and return its final result."""
@@ -192,7 +207,9 @@ class Stream:
         res = self.final_decoder.decode(torch.cat(self._seg_log_probs))
         t0 = greedy.start + self._seg_skipped * self.rec.step_s  # stream time of the first kept step
         words = [Word(w.word, w.start + t0, w.end + t0, w.conf) for w in res.words]
-        return Result.of_words(words, greedy.start, greedy.end)
+        out = Result.of_words(words, greedy.start, greedy.end)
+        out.alternatives = [a.shifted(t0) for a in res.alternatives]  # n-best decoders
+        return out
 
     def finish(self) -> Result:
         """End of input: flush every buffer, decode, and return the last segment's result.
@@ -250,6 +267,58 @@ def feed_chunks(stream: "Stream", samples, size: Optional[int] = None,
     return stream
 
 
+def feed_streams(streams: List[Stream], samples: list,
+                 on_error: Optional[Callable[[int, Exception], None]] = None) -> None:
+    """:meth:`Stream.feed` for many streams: ``samples[i]`` to ``streams[i]``, with one FFT and
+    one mel product for all their new frames (the values of feeding each alone).
+
+    Input a stream refuses (finished, bad samples) raises; with ``on_error``, that stream is
+    skipped and reported as ``on_error(i, exception)`` while the others are fed.
+    """
+    groups: dict = {}  # streams of one recognizer share its LogMel
+    for i, (st, x) in enumerate(zip(streams, samples)):
+        try:
+            w = st._windows(x)
+        except Exception as e:
+            if on_error is None:
+                raise
+            on_error(i, e)
+            continue
+        if w.shape[0]:
+            groups.setdefault(id(st.features.logmel), []).append((st, w))
+    for items in groups.values():
+        wins = [w for _, w in items]
+        feats = items[0][0].features.logmel.of_windows(wins[0] if len(wins) == 1 else torch.cat(wins))
+        for (st, _), f in zip(items, torch.split(feats, [w.shape[0] for w in wins])):
+            st._add_frames(f)
+
+
+_onednn_lock = threading.Lock()
+_onednn_users = 0  # threads inside _without_onednn()
+_onednn_saved = True
+
+
+@contextlib.contextmanager
+def _without_onednn():
+    """oneDNN off while any thread steps streams. The flag is process-wide: with nested
+    ``torch.backends.mkldnn.flags()`` contexts, worker threads of a server would restore
+    each other's settings out of order; here the first thread in turns it off, the last out
+    restores it."""
+    global _onednn_users, _onednn_saved
+    with _onednn_lock:
+        if _onednn_users == 0:
+            _onednn_saved = torch.backends.mkldnn.enabled
+            torch.backends.mkldnn.enabled = False
+        _onednn_users += 1
+    try:
+        yield
+    finally:
+        with _onednn_lock:
+            _onednn_users -= 1
+            if _onednn_users == 0:
+                torch.backends.mkldnn.enabled = _onednn_saved
+
+
 @torch.inference_mode()
 def decode_streams(streams: List[Stream]) -> None:
     """Run the model once over the whole blocks pending in ``streams``, as one batch.
@@ -261,7 +330,7 @@ def decode_streams(streams: List[Stream]) -> None:
     call, which dominates streaming's many short calls (measured with tools/bench_rtf.py,
     40 ms chunks, 1 thread: LSTM RTF 0.30 -> 0.065, GRU 0.065 -> 0.059).
     """
-    with torch.backends.mkldnn.flags(enabled=False):
+    with _without_onednn():
         _decode_streams(streams)
 
 
@@ -281,5 +350,8 @@ def _decode_streams(streams: List[Stream]) -> None:
     x = torch.nn.utils.rnn.pad_sequence(chunks, batch_first=True)
     state = stack_states([s.state for s in active])
     lp, lens, st = model.infer(x, lengths, state)
+    best, ids = lp.max(dim=-1)  # greedy search's arg-max for the whole batch at once
+    ids_l, probs_l, lens_l = ids.tolist(), best.exp().tolist(), lens.tolist()
     for i, (s, sst) in enumerate(zip(active, unstack_states(st))):
-        s._accept_output(lp[i, : int(lens[i])], sst)
+        n = lens_l[i]
+        s._accept_output(lp[i, :n], sst, (ids_l[i][:n], probs_l[i][:n]))

@@ -2,8 +2,8 @@
 
 Each file is fed to a :class:`asr.stream.Stream` in chunks of ``--chunk-ms``
 (default: the whole file at once) and finished; the result is the same for any
-chunk size. ``--decoder beam`` and ``--grammar`` choose the final decoder (:mod:`asr.beam`;
-:mod:`asr.grammar`: the whole file's result is one phrase). The words are cut into segments
+chunk size. ``--decoder beam``, ``--grammar`` and ``--hotwords`` choose the final decoder (:mod:`asr.beam`;
+:mod:`asr.grammar`: the whole file's result is one phrase; :mod:`asr.prefixbeam` with :mod:`asr.hotwords`). The words are cut into segments
 by the endpointer's rule (:mod:`asr.subtitles`) and written as text, JSON, SubRip or WebVTT.
 """
 
@@ -69,7 +69,9 @@ def _main(args) -> int:
     from .checkpoint import load_model
     from .decoding import EndpointConfig
     from .errors import CLIError
-    from .grammar import GrammarDecoder, check_grammar_arguments
+    from .grammar import check_grammar_arguments
+    from .hotwords import check_hotwords_arguments
+    from .vocab import vocabulary_decoder
 
     fmt = "json" if args.json else args.format
     if args.files.count("-") > 1:
@@ -80,8 +82,9 @@ def _main(args) -> int:
         torch.set_num_threads(args.threads)
     check_decoder_arguments(args)
     check_grammar_arguments(args)
+    check_hotwords_arguments(args)
     rec = load_model(args.model, int8=args.int8)
-    decoder = GrammarDecoder(args.grammar, rec) if args.grammar else decoder_from_arguments(args, rec)
+    decoder = vocabulary_decoder(rec, args.grammar, args.hotwords) or decoder_from_arguments(args, rec)
     endpoint = EndpointConfig(trailing_silence_s=args.trailing_silence, max_segment_s=args.max_segment)
     if args.output_dir:
         os.makedirs(args.output_dir, exist_ok=True)
@@ -111,6 +114,7 @@ def register(sub) -> None:
     from .beam import add_decoder_arguments
     from .checkpoint import add_int8_argument
     from .grammar import add_grammar_argument
+    from .hotwords import add_hotwords_argument
 
     p = sub.add_parser(
         "transcribe",
@@ -138,4 +142,5 @@ def register(sub) -> None:
     add_int8_argument(p)
     add_decoder_arguments(p)
     add_grammar_argument(p)
+    add_hotwords_argument(p)
     p.set_defaults(func=_main)

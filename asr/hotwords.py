@@ -1,0 +1,194 @@
+"""Hotwords: words or phrases the decoder should prefer (contextual biasing, as sherpa-onnx's hotwords).
+
+Each phrase is spelled with the model's own tokenizer; the spellings form a :class:`ContextGraph`, a
+token trie with Aho-Corasick failure links. A hypothesis of :class:`asr.prefixbeam.PrefixBeamDecoder`
+carries a state in this graph: every token that extends a partial match of a phrase earns the phrase's
+``boost`` (nats per token), so the search keeps the phrase alive while it is being spoken. When the
+match breaks (the next token leaves the phrase) or the segment ends in the middle of a phrase, the bonus
+earned so far is withdrawn; a completed phrase keeps its bonus. The words need not be in any language
+model: the search works on the model's tokens.
+
+Phrases are given as ``"phrase"`` (the default boost) or ``"phrase:boost"`` on the command line
+(``asr transcribe --hotwords "kaldi,new york:3"`` or a file with one per line), and as strings or
+``{"phrase": ..., "boost": ...}`` objects in JSON (the server's ``hotwords`` start option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections import deque
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .text import normalize
+
+__all__ = ["DEFAULT_BOOST", "MAX_BOOST", "MAX_HOTWORDS", "Hotword", "parse_hotwords", "parse_hotwords_text",
+           "hotwords_argument", "add_hotwords_argument", "check_hotwords_arguments", "ContextGraph", "ContextState"]
+
+# nats added per matched token. sherpa-onnx uses 1.5 for its BPE models; ours has longer pieces and a
+# flatter output, see the README of recipes/eval for the measurement this default comes from
+DEFAULT_BOOST = 2.0
+MAX_BOOST = 20.0  # larger boosts only force the phrase whatever was said
+MAX_HOTWORDS = 1000  # phrases per list (bounds the graph a client can make the server build)
+Hotword = Tuple[str, float]  # (normalised phrase, boost in nats per token)
+
+
+def _boost(v, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v <= MAX_BOOST:
+        raise ValueError(f"{where}: boost must be a number in (0, {MAX_BOOST:g}], got {v!r}")
+    return float(v)
+
+
+def parse_hotwords(items, default_boost: float = DEFAULT_BOOST) -> Tuple[Hotword, ...]:
+    """A list of strings, ``{"phrase": str, "boost": number}`` objects or ``(phrase, boost)`` tuples -> normalised
+    ``(phrase, boost)`` pairs, duplicates merged (the last boost wins), order kept.
+    ValueError with a one-line reason for anything else."""
+    default_boost = _boost(default_boost, "default")
+    if isinstance(items, str) or not isinstance(items, (list, tuple)):
+        raise ValueError(f"hotwords must be a list of phrases, got {type(items).__name__}")
+    if len(items) > MAX_HOTWORDS:
+        raise ValueError(f"at most {MAX_HOTWORDS} hotwords, got {len(items)}")
+    out: Dict[str, float] = {}
+    for it in items:
+        if isinstance(it, dict):
+            unknown = set(it) - {"phrase", "boost"}
+            if unknown or not isinstance(it.get("phrase"), str):
+                raise ValueError(f'a hotword object is {{"phrase": string, "boost": number}}, got {it!r}')
+            phrase, boost = it["phrase"], _boost(it.get("boost", default_boost), repr(it["phrase"]))
+        elif isinstance(it, str):
+            phrase, boost = it, default_boost
+        elif isinstance(it, tuple) and len(it) == 2 and isinstance(it[0], str):  # Python API: (phrase, boost)
+            phrase, boost = it[0], _boost(it[1], repr(it[0]))
+        else:
+            raise ValueError(f"a hotword is a string or an object, got {it!r}")
+        n = normalize(phrase)
+        if not n:
+            raise ValueError(f"hotword {phrase!r} has no words")
+        out[n] = boost
+    if not out:
+        raise ValueError("the hotword list is empty")
+    return tuple(out.items())
+
+
+def parse_hotwords_text(text: str, default_boost: float = DEFAULT_BOOST) -> Tuple[Hotword, ...]:
+    """``--hotwords``: a file with one phrase per line, or comma-separated phrases; each ``phrase`` or
+    ``phrase:boost`` -> :func:`parse_hotwords`' pairs."""
+    text = text.strip()
+    if os.path.isfile(text):
+        try:
+            with open(text, encoding="utf-8") as f:
+                entries = [ln for ln in f.read().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"cannot read hotwords file {text}: {e}") from None
+    else:
+        entries = [e for e in text.split(",") if e.strip()]
+    items: List[object] = []
+    for e in entries:
+        phrase, sep, boost = e.rpartition(":")
+        if not sep:
+            items.append(e)
+            continue
+        try:
+            items.append({"phrase": phrase, "boost": float(boost)})
+        except ValueError:
+            raise ValueError(f"hotword {e.strip()!r}: the part after ':' must be a boost (a number)") from None
+    return parse_hotwords(items, default_boost)
+
+
+def hotwords_argument(text: str) -> Tuple[Hotword, ...]:
+    """argparse type of ``--hotwords`` (errors become argparse's one-line error)."""
+    try:
+        return parse_hotwords_text(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+hotwords_argument.__name__ = "hotwords"
+
+
+def add_hotwords_argument(p) -> None:
+    """``--hotwords`` for ``asr transcribe``."""
+    p.add_argument("--hotwords", type=hotwords_argument, metavar="PHRASES",
+                   help="prefer these words or phrases: comma-separated or a file with one per line, each PHRASE or "
+                        f"PHRASE:BOOST (nats per token, default {DEFAULT_BOOST:g}); prefix beam search with contextual "
+                        "biasing, no LM (not with --decoder beam or --grammar)")
+
+
+def check_hotwords_arguments(args) -> None:
+    if getattr(args, "hotwords", None) and (args.decoder != "greedy" or args.lm or getattr(args, "grammar", None)):
+        raise ValueError("--hotwords replaces the decoder: drop --decoder beam / --lm / --grammar")
+
+
+class ContextState:
+    """A node of the :class:`ContextGraph`: a prefix of one or more phrases' spellings."""
+
+    __slots__ = ("children", "fail", "score", "keep", "end")
+
+    def __init__(self, score: float = 0.0):
+        self.children: Dict[int, "ContextState"] = {}
+        self.fail: Optional["ContextState"] = None
+        self.score = score  # bonus earned by matching this prefix (sum of the per-token boosts)
+        self.keep = 0.0  # bonus that stays if the match breaks here: the longest completed phrase's
+        self.end = False  # a whole phrase ends here
+
+
+class ContextGraph:
+    """Token trie of the hotwords' spellings with failure links (Aho-Corasick).
+
+    ``spellings``: ``(token ids, boost)`` per phrase. :meth:`step` moves a hypothesis's state by one
+    token and returns the change of its bonus; :meth:`pending` is the bonus a hypothesis would lose
+    if its segment ended now.
+    """
+
+    def __init__(self, spellings: Sequence[Tuple[Sequence[int], float]]):
+        self.root = ContextState()
+        for ids, boost in spellings:
+            node = self.root
+            for i in ids:
+                if i not in node.children:
+                    node.children[i] = ContextState(node.score + boost)
+                node = node.children[i]
+            node.end = True
+        self._link()
+
+    def _link(self) -> None:
+        """Breadth-first: failure links (longest proper suffix that is a trie prefix) and ``keep``."""
+        self.root.fail = self.root
+        todo = deque()
+        for child in self.root.children.values():
+            child.fail = self.root
+            child.keep = child.score if child.end else 0.0
+            todo.append(child)
+        while todo:
+            node = todo.popleft()
+            for tok, child in node.children.items():
+                f = node.fail
+                while f is not self.root and tok not in f.children:
+                    f = f.fail
+                child.fail = f.children[tok] if tok in f.children and f.children[tok] is not child else self.root
+                child.keep = child.score if child.end else node.keep
+                todo.append(child)
+
+    def step(self, state: ContextState, token: int) -> Tuple[ContextState, float]:
+        """``state`` extended by ``token`` -> (new state, bonus change in nats)."""
+        child = state.children.get(token)
+        if child is not None:
+            if child.end and not child.children:  # a whole phrase and nothing longer: bonus locked in
+                return self.root, child.score - state.score
+            return child, child.score - state.score
+        node = state.fail
+        while node is not self.root and token not in node.children:
+            node = node.fail
+        new = node.children.get(token, self.root) if state is not self.root else self.root
+        # the unfinished part of the broken match is withdrawn; a suffix of it that starts
+        # another phrase is earned again by the new state
+        delta = new.score - (state.score - state.keep)
+        if new.end and not new.children:
+            return self.root, delta
+        return new, delta
+
+    @staticmethod
+    def pending(state: ContextState) -> float:
+        """Bonus of an unfinished match, withdrawn when the segment ends in it."""
+        return state.score - state.keep
