@@ -26,9 +26,9 @@ Typical use::
 
 or, for audio already in memory, ``feed_chunks(st, samples, chunk_samples(160, sr))`` (160 ms chunks).
 
-Several streams are stepped as one batch with :func:`decode_streams` (the server
-does this): ``feed`` only buffers and extracts features, the model runs once for
-all streams with pending frames.
+Several streams are stepped as one batch (the server does this): :func:`feed_streams`
+buffers their audio and extracts the features of all of them in one FFT, and
+:func:`decode_streams` runs the model once for all streams with pending frames.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-import warnings
 from typing import Callable, Iterator, List, Optional
 
 import torch
@@ -52,9 +51,6 @@ MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000  # Hz of the input audio a strea
 
 _ids = itertools.count(1)
 
-# torch.backends.mkldnn.flags() (used in decode_streams) warns about Intel-GPU TF32 on every
-# toggle; it is irrelevant on CPU and would be printed by every CLI command.
-warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
 
 
 class StreamClosedError(RuntimeError):
@@ -169,6 +165,12 @@ class Stream:
         """Feed audio and decode everything it completes (single-stream use)."""
         self.feed(samples)
         decode_streams([self])
+
+    def hypothesis_key(self) -> tuple:
+        """Changes whenever the words of :meth:`partial` may have (not with its ``end`` alone):
+        a server skips assembling a partial result that would repeat the previous one."""
+        d = self.decoder
+        return len(d.tokens), d.seg_bounds[-1], d.tokens[-1].last if d.tokens else -1, self.finished
 
     # ---- output --------------------------------------------------------------------
     def partial(self) -> Result:

@@ -1,18 +1,24 @@
-"""Batching scheduler: every stream's model compute, off the event loop, in one batch per step.
+"""Batching scheduler: every stream's model compute, off the event loop, in batches.
 
-The event loop only parses messages and queues work; one worker thread repeatedly
+The event loop only parses messages and queues work; each of ``workers`` threads repeatedly
 
-1. takes every stream with queued input (up to ``max_batch``, oldest first),
-2. feeds each stream the audio it took (:meth:`Stream.feed`: resampling and features),
+1. takes every stream with queued input that no other worker holds (up to ``max_batch``,
+   oldest first),
+2. feeds them the audio they took (:func:`asr.stream.feed_streams`: resampling, then the
+   features of all of them in one FFT),
 3. runs the model ONCE for all of them (:func:`asr.stream.decode_streams`: states stacked,
-   stepped, unstacked; equal to stepping each stream alone),
+   stepped, unstacked, greedy arg-max for the batch at once; equal to stepping each alone),
 4. checks endpoints, applies queued ``reset`` / ``end`` controls, and
-5. posts one :class:`StepOutput` per stream back to the event loop with
-   ``loop.call_soon_threadsafe``.
+5. posts the step's :class:`StepOutput` s back to the event loop with ONE
+   ``loop.call_soon_threadsafe`` (one wake-up of the loop per step, not per stream).
 
 So a client's decoding never blocks the loop: keepalive pings, handshakes and other
 clients' messages are served while the model runs, and the more clients are active
-the larger (and cheaper per stream) each batch gets.
+the larger (and cheaper per stream) each batch gets. torch releases the GIL inside its
+operators, so several workers keep several cores busy; a stream is held by one worker
+at a time, so its steps run, and its outputs arrive, in order. A worker that finds
+work while the others are busy takes it at once: under load the streams that arrive
+during one worker's step form the other worker's next batch.
 
 Work is queued per stream in arrival order. Audio is cut into pieces of at most
 ``step_s`` seconds so endpoints are checked at least that often; a step takes pieces
@@ -26,6 +32,7 @@ is over its limit), so this module never drops or refuses input.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -35,9 +42,9 @@ from typing import Callable, Deque, List, Optional, Tuple
 import numpy as np
 
 from asr.decoding import Result
-from asr.stream import Stream, audio_chunks, decode_streams
+from asr.stream import Stream, audio_chunks, decode_streams, feed_streams
 
-__all__ = ["Scheduler", "Job", "StepOutput"]
+__all__ = ["Scheduler", "Job", "StepOutput", "default_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +59,9 @@ class StepOutput:
     messages: int = 0  # queued items consumed (audio pieces + controls)
     enqueued: float = 0.0  # time.monotonic() when the newest consumed item was queued
     finals: List[Tuple[Result, str]] = field(default_factory=list)  # (result, "endpoint"|"reset"|"end")
-    partial: Optional[Result] = None  # the open segment after this step (None once finished)
+    # the open segment after this step; None once finished, and (except per-message streams,
+    # which answer every message) when its words are those of this stream's previous partial
+    partial: Optional[Result] = None
     done: bool = False  # the stream is finished ("end" applied)
     error: Optional[str] = None  # unexpected failure: the connection should end with "internal"
 
@@ -68,7 +77,9 @@ class Job:
         self.per_message = per_message
         self.items: Deque[Tuple[str, Optional[np.ndarray], float]] = deque()  # guarded by scheduler lock
         self.queued = False  # in the scheduler's ready queue
+        self.busy = False  # in a worker's step (no other worker takes it meanwhile)
         self.removed = False
+        self._words_key = None  # the words of the last partial posted (Scheduler._partial)
         self.ended = False  # "end" queued: nothing more is accepted
 
     def put_audio(self, samples: np.ndarray) -> int:
@@ -128,34 +139,47 @@ class Job:
         return audio, control, out
 
 
+def default_workers() -> int:
+    """One worker per CPU core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class Scheduler:
-    """One worker thread stepping all streams with pending input as one batch.
+    """Worker threads stepping the streams with pending input in batches.
 
     Args:
         loop: the asyncio event loop outputs are delivered on.
         max_batch: most streams in one model call (the rest wait for the next step).
         step_s: audio per stream per step, seconds (endpoint checks happen at least this often).
         on_step: ``(batch_size, seconds, audio_seconds)`` after every step (metrics), worker thread.
+        workers: worker threads (see the module docstring).
     """
 
     def __init__(self, loop, max_batch: int = 64, step_s: float = 0.5,
-                 on_step: Optional[Callable[[int, float, float], None]] = None):
-        if max_batch < 1 or step_s <= 0:
-            raise ValueError("max_batch must be >= 1 and step_s > 0")
+                 on_step: Optional[Callable[[int, float, float], None]] = None, workers: int = 1):
+        if max_batch < 1 or step_s <= 0 or workers < 1:
+            raise ValueError("max_batch and workers must be >= 1 and step_s > 0")
         self.loop = loop
         self.max_batch = max_batch
         self.step_s = step_s
         self.on_step = on_step
+        self.workers = workers
         self._cond = threading.Condition()
         self._ready: Deque[Job] = deque()
         self._stopping = False
-        self._thread: Optional[threading.Thread] = None
+        self._threads: List[threading.Thread] = []
+        self.jobs = 0  # registered and not yet removed (a leak check for /metrics)
 
     def step_samples(self, sample_rate: int) -> int:
         return max(1, int(round(self.step_s * sample_rate)))
 
     # ---- event-loop side ----------------------------------------------------------------
     def add(self, stream: Stream, deliver: Callable[[StepOutput], None], per_message: bool = False) -> Job:
+        with self._cond:
+            self.jobs += 1
         return Job(self, stream, deliver, per_message)
 
     def _put(self, job: Job, items) -> None:
@@ -163,95 +187,134 @@ class Scheduler:
             if job.removed:
                 return
             job.items.extend(items)
-            if not job.queued:
+            if not job.queued and not job.busy:
                 job.queued = True
                 self._ready.append(job)
-            self._cond.notify()
+                self._cond.notify()
 
     def _remove(self, job: Job) -> None:
         with self._cond:
+            if not job.removed:
+                self.jobs -= 1
             job.removed = True
             job.items.clear()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="asr-scheduler", daemon=True)
-        self._thread.start()
+        for k in range(self.workers):
+            t = threading.Thread(target=self._run, name=f"asr-scheduler-{k}", daemon=True)
+            t.start()
+            self._threads.append(t)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Finish the queued work, then end the worker thread."""
+        """Finish the queued work, then end the worker threads."""
         with self._cond:
             self._stopping = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout)
 
-    # ---- worker thread ------------------------------------------------------------------
+    # ---- worker threads -----------------------------------------------------------------
     def _run(self) -> None:
         while True:
             with self._cond:
                 while not self._ready and not self._stopping:
                     self._cond.wait()
                 if not self._ready:
-                    return
-                batch = []
-                again = []
-                while self._ready and len(batch) < self.max_batch:
-                    job = self._ready.popleft()
-                    if job.removed or not job.items:
-                        job.queued = False
-                        continue
-                    batch.append((job, *job._take(self.step_samples(job.stream.sample_rate))))
-                    if job.items:
-                        again.append(job)
-                    else:
-                        job.queued = False
-                self._ready.extend(again)  # round robin: streams with more input go to the back
+                    return  # stopping; a busy job with more input is re-queued to its own worker
+                batch = self._take()
             if batch:
-                self._step(batch)
+                try:
+                    self._step(batch)
+                finally:
+                    self._release(batch)
+
+    def _take(self) -> list:
+        """This step's jobs and their items (lock held); they are busy until released."""
+        batch = []
+        while self._ready and len(batch) < self.max_batch:
+            job = self._ready.popleft()
+            job.queued = False
+            if job.removed or not job.items:
+                continue
+            job.busy = True
+            batch.append((job, *job._take(self.step_samples(job.stream.sample_rate))))
+        if self._ready:
+            self._cond.notify()  # more than one batch is waiting: wake another worker
+        return batch
+
+    def _release(self, batch) -> None:
+        """After a step: jobs with more input go to the back of the queue (round robin)."""
+        with self._cond:
+            for job, *_ in batch:
+                job.busy = False
+                if job.items and not job.removed and not job.queued:
+                    job.queued = True
+                    self._ready.append(job)
+                    self._cond.notify()
 
     def _step(self, batch) -> None:
         t0 = time.perf_counter()
-        fed = []
+        fed = [b for b in batch if b[1]]  # (job, audio, control, out) with audio
         audio_s = 0.0
-        for job, audio, control, out in batch:
-            if audio:
-                try:
-                    job.stream.feed(audio[0] if len(audio) == 1 else np.concatenate(audio))
-                    fed.append(job.stream)
-                    audio_s += out.samples / job.stream.sample_rate
-                except Exception as e:  # protocol validation should make this unreachable
-                    log.exception("feed failed")
-                    out.error = f"{e.__class__.__name__}: {e}"
+
+        def refused(i: int, e: Exception) -> None:  # protocol validation should make this unreachable
+            log.error("feed failed: %s: %s", e.__class__.__name__, e)
+            fed[i][3].error = f"{e.__class__.__name__}: {e}"
+
+        feed_streams([job.stream for job, *_ in fed],
+                     [a[0] if len(a) == 1 else np.concatenate(a) for _, a, _, _ in fed], on_error=refused)
         try:
-            decode_streams(fed)
+            decode_streams([job.stream for job, _, _, out in fed if not out.error])
         except Exception as e:
             log.exception("batched decode failed")
             for job, audio, control, out in batch:
                 out.error = out.error or f"{e.__class__.__name__}: {e}"
         for job, audio, control, out in batch:
-            if out.error:
-                continue
-            st = job.stream
-            try:
-                if audio:
-                    res = st.pop_endpoint()
-                    if res is not None:
-                        out.finals.append((res, "endpoint"))
-                if control == RESET:
-                    out.finals.append((st.reset_segment(), "reset"))
-                elif control == END:
-                    out.finals.append((st.finish(), "end"))
-                    out.done = True
-                if not out.done:
-                    out.partial = st.partial()
-            except Exception as e:
-                log.exception("stream step failed")
-                out.error = f"{e.__class__.__name__}: {e}"
+            if not out.error:
+                self._finish_step(job, audio, control, out)
+            if audio and not out.error:
+                audio_s += out.samples / job.stream.sample_rate
         if self.on_step is not None:
             self.on_step(len(fed), time.perf_counter() - t0, audio_s)
-        for job, audio, control, out in batch:
-            if not job.removed:
-                try:
-                    self.loop.call_soon_threadsafe(job.deliver, out)
-                except RuntimeError:  # the loop is closed: nobody is listening any more
-                    pass
+        outs = [(job, out) for job, _, _, out in batch if not job.removed]
+        if outs:
+            try:
+                self.loop.call_soon_threadsafe(_deliver, outs)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                pass
+
+    def _finish_step(self, job: Job, audio, control, out: StepOutput) -> None:
+        """Endpoint, control and partial result of one stream after the model step."""
+        st = job.stream
+        try:
+            if audio:
+                res = st.pop_endpoint()
+                if res is not None:
+                    out.finals.append((res, "endpoint"))
+            if control == RESET:
+                out.finals.append((st.reset_segment(), "reset"))
+            elif control == END:
+                out.finals.append((st.finish(), "end"))
+                out.done = True
+            if not out.done:
+                out.partial = self._partial(job, bool(out.finals))
+        except Exception as e:
+            log.exception("stream step failed")
+            out.error = f"{e.__class__.__name__}: {e}"
+
+    @staticmethod
+    def _partial(job: Job, closed: bool) -> Optional[Result]:
+        """The stream's partial result, or None if its words are the previous partial's
+        (assembling words is the largest per-stream cost after the model)."""
+        key = job.stream.hypothesis_key()
+        if job.per_message or closed or key != job._words_key:
+            job._words_key = key
+            return job.stream.partial()
+        return None
+
+
+def _deliver(outs) -> None:
+    """On the event loop: one step's outputs, in order, to streams still registered."""
+    for job, out in outs:
+        if not job.removed:
+            job.deliver(out)
