@@ -65,19 +65,24 @@ def test_resume_is_exact(tiny_data, tmp_path):
     assert (tmp_path / "straight" / "best.pt").exists()
 
 
-@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-def test_signal_stops_after_the_step_and_writes_last(tiny_data, tmp_path, sig):
-    """Ctrl-C (to the whole process group, data worker included) or SIGTERM: the run finishes
-    its step, writes last.pt and exits 0; the same command then resumes from that step."""
+SIGNALS = ["SIGINT", "SIGTERM"]
+
+
+@pytest.fixture(scope="module")
+def signalled_runs(tiny_data, tmp_path_factory):
+    """One training process (one interpreter and torch start-up) runs, for each of ``SIGNALS``
+    in turn, a run that gets that signal after logging step 5 (to the whole process group, data
+    worker included). Returns ``{signal: (run directory, the process's stderr)}``."""
     import signal
     import subprocess
     import sys
 
-    exp = tmp_path / "run"
+    root = tmp_path_factory.mktemp("signalled")
     # checkpoints only every hour and a step budget that is never reached: only the signal
     # handler can produce last.pt here
     kw = dict(max_steps=100000, epochs=100000, ckpt_minutes=60.0, num_workers=1)
-    # the run says on stdout when it has logged step 5 (its log is written by asr.trainsetup.RunLog)
+    # each run says on stdout when it has logged step 5 (its log is written by asr.trainsetup.RunLog),
+    # and when train() has returned
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from test_train import tiny_cfg; "
             "from pathlib import Path; from asr.train import train; import asr.trainsetup as S; "
             "log = S.RunLog.__call__\n"
@@ -85,22 +90,35 @@ def test_signal_stops_after_the_step_and_writes_last(tiny_data, tmp_path, sig):
             "    log(self, **rec)\n"
             "    if rec['type'] == 'train' and rec['step'] == 5: print('step 5', flush=True)\n"
             "S.RunLog.__call__ = tell\n"
-            "train(tiny_cfg(Path(sys.argv[2]), **json.loads(sys.argv[3])), sys.argv[4], progress=False)")
+            "for exp in sys.argv[4:]:\n"
+            "    train(tiny_cfg(Path(sys.argv[2]), **json.loads(sys.argv[3])), exp, progress=False)\n"
+            "    print('returned', flush=True)")
+    exps = [root / sig for sig in SIGNALS]
     proc = subprocess.Popen([sys.executable, "-c", code, str(ROOT / "tests"), str(tiny_data), json.dumps(kw),
-                             str(exp)], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    log = exp / "log.jsonl"
+                             *map(str, exps)], start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
-        line = proc.stdout.readline()  # blocks until step 5 is logged (or the run ends: "")
-        assert line == "step 5\n", proc.communicate(timeout=60)[1]
-        os.killpg(proc.pid, getattr(signal, sig))
+        for sig in SIGNALS:
+            line = proc.stdout.readline()  # blocks until step 5 is logged (or the process ends: "")
+            assert line == "step 5\n", proc.communicate(timeout=60)[1]
+            os.killpg(proc.pid, getattr(signal, sig))
+            line = proc.stdout.readline()
+            assert line == "returned\n", proc.communicate(timeout=60)[1]  # train() ended without raising
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, err
+    return {sig: (exp, err) for sig, exp in zip(SIGNALS, exps)}
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_signal_stops_after_the_step_and_writes_last(tiny_data, signalled_runs, sig):
+    """Ctrl-C (to the whole process group, data worker included) or SIGTERM: the run finishes
+    its step, writes last.pt and returns; the same command then resumes from that step."""
+    exp, err = signalled_runs[sig]
     assert f"stopped by {sig}" in err
-    recs = [json.loads(l) for l in open(log)]
+    recs = [json.loads(l) for l in open(exp / "log.jsonl")]
     stop = recs[-1]
     assert stop["type"] == "stop" and stop["signal"] == sig
     assert all(r["loader_cpu_h"] >= 0 for r in recs if r["type"] == "train")  # the data worker's CPU time
@@ -223,20 +241,35 @@ def _run_two_ranks(worker, *args, timeout_s: float = 240):
             pytest.fail("the DDP ranks did not finish together (one waits on a collective)")
 
 
-def test_ddp_two_processes_stay_in_sync(tiny_data, tmp_path):
-    exp = str(tmp_path / "ddp")
-    _run_two_ranks(_ddp_sync_worker, str(tiny_data), exp, str(tmp_path))
-    p0 = torch.load(tmp_path / "rank0.pt")
-    p1 = torch.load(tmp_path / "rank1.pt")
+@pytest.fixture(scope="module")
+def ddp_runs(tiny_data, tmp_path_factory):
+    """One pair of ranks (one process spawn) runs both DDP scenarios below, one after the other."""
+    out = tmp_path_factory.mktemp("ddp")
+    _run_two_ranks(_ddp_worker, str(tiny_data), str(out))
+    return out
+
+
+def _ddp_worker(rank, world, port, data_dir, out_dir):
+    _rank_env(rank, world, port)
+    _ddp_sync_scenario(rank, Path(data_dir), Path(out_dir))
+    import torch.distributed as dist
+
+    dist.barrier()  # both ranks are done with the first run before the second starts
+    _ddp_cpu_scenario(rank, Path(data_dir), Path(out_dir))
+    _leave_process_group()
+
+
+def test_ddp_two_processes_stay_in_sync(ddp_runs):
+    p0 = torch.load(ddp_runs / "rank0.pt")
+    p1 = torch.load(ddp_runs / "rank1.pt")
     assert p0.keys() == p1.keys()
     for k in p0:
         assert torch.equal(p0[k], p1[k]), k
-    _, prog = params(Path(exp) / "last.pt")
+    _, prog = params(ddp_runs / "ddp" / "last.pt")
     assert prog["step"] == 3
 
 
-def _ddp_sync_worker(rank, world, port, data_dir, exp, out_dir):
-    _rank_env(rank, world, port)
+def _ddp_sync_scenario(rank, data_dir, out_dir):
     import asr.trainsetup as T  # where the model is built
 
     captured = {}
@@ -249,32 +282,27 @@ def _ddp_sync_worker(rank, world, port, data_dir, exp, out_dir):
 
     T.CTCModel = Capture
     try:
-        train(tiny_cfg(Path(data_dir), max_steps=3, epochs=3), exp, progress=False)
+        train(tiny_cfg(data_dir, max_steps=3, epochs=3), str(out_dir / "ddp"), progress=False)
     finally:
         T.CTCModel = orig
-    torch.save({k: v.detach().clone() for k, v in captured["m"].state_dict().items()}, Path(out_dir) / f"rank{rank}.pt")
-    _leave_process_group()
+    torch.save({k: v.detach().clone() for k, v in captured["m"].state_dict().items()}, out_dir / f"rank{rank}.pt")
 
 
-def test_ddp_ranks_stop_together_and_sum_their_cpu_time(tiny_data, tmp_path):
+def test_ddp_ranks_stop_together_and_sum_their_cpu_time(ddp_runs):
     """Each rank gets a fake CPU clock, rank r's running (r + 1) s per step. A CPU budget of
     7.5 s must stop both ranks after step 3 (3 + 6 s): judged on its own clock, rank 1 would
     leave at step 4 and rank 0 at step 8, and the rank left behind would hang."""
-    exp = tmp_path / "ddp_cpu"
-    _run_two_ranks(_ddp_cpu_worker, str(tiny_data), str(exp))
-    _, prog = params(exp / "last.pt")
+    _, prog = params(ddp_runs / "ddp_cpu" / "last.pt")
     assert prog["step"] == 3
     assert prog["cpu_s"] == pytest.approx(9.0)  # the run's CPU time: both ranks' clocks summed
 
 
-def _ddp_cpu_worker(rank, world, port, data_dir, exp):
-    _rank_env(rank, world, port)
+def _ddp_cpu_scenario(rank, data_dir, out_dir):
     import itertools
 
     ticks = itertools.count()
     time.process_time = lambda: float(next(ticks) * (rank + 1))  # this spawned process only
-    train(tiny_cfg(Path(data_dir), epochs=20, max_cpu_hours=7.5 / 3600), exp, progress=False)
-    _leave_process_group()
+    train(tiny_cfg(data_dir, epochs=20, max_cpu_hours=7.5 / 3600), str(out_dir / "ddp_cpu"), progress=False)
 
 
 def _rank_env(rank, world, port):
