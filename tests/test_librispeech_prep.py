@@ -1,14 +1,13 @@
-"""LibriSpeech data preparation on a tiny fake directory in the standard layout."""
+"""LibriSpeech data preparation on a tiny fake directory in the standard layout (the recipe's
+``main`` in this process; tests/test_recipe_scripts.py runs it as a script)."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parents[1]
+from recipes.librispeech import prepare
 
 
 def make_fake(root: Path):
@@ -25,12 +24,12 @@ def make_fake(root: Path):
     return texts
 
 
-def test_prepare_fake_librispeech(tmp_path):
+def test_prepare_fake_librispeech(tmp_path, capsys):
     texts = make_fake(tmp_path / "LibriSpeech")
     out = tmp_path / "m"
-    cmd = [sys.executable, str(ROOT / "recipes/librispeech/prepare.py"), "--corpus", str(tmp_path / "LibriSpeech"), "--out", str(out)]
-    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert p.returncode == 0, p.stderr
+    argv = ["--corpus", str(tmp_path / "LibriSpeech"), "--out", str(out)]
+    assert prepare.main(argv) == 0
+    assert "dev-clean: 2 utterances" in capsys.readouterr().out
     dev = [json.loads(l) for l in open(out / "dev-clean.jsonl")]
     assert [d["text"] for d in dev] == [t.lower() for t in texts["dev-clean"].values()]
     assert [d["text"] for d in dev] == ["go do you hear", "but in less than five minutes"]
@@ -41,11 +40,9 @@ def test_prepare_fake_librispeech(tmp_path):
 
     assert len(read_manifest(out / "train-100.jsonl")) == 2
     # a rerun skips finished stages
-    p2 = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert p2.returncode == 0 and "utterances" not in p2.stdout
+    assert prepare.main(argv) == 0 and "utterances" not in capsys.readouterr().out
 
 
-def test_prepare_errors(tmp_path):
-    p = subprocess.run([sys.executable, str(ROOT / "recipes/librispeech/prepare.py"), "--corpus", str(tmp_path), "--out",
-                        str(tmp_path / "o")], capture_output=True, text=True, cwd=ROOT, timeout=60)
-    assert p.returncode == 1 and "no LibriSpeech subsets" in p.stderr
+def test_prepare_errors(tmp_path, capsys):
+    assert prepare.main(["--corpus", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    assert "no LibriSpeech subsets" in capsys.readouterr().err
