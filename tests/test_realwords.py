@@ -23,8 +23,10 @@ def _speakers(n: int) -> list[str]:
     return [f"{i:08x}" for i in range(0x1000, 0x1000 + n)]
 
 
-@pytest.fixture
-def trees(tmp_path):
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory):
+    """The source trees (read only; each test writes to its own output directory)."""
+    tmp_path = tmp_path_factory.mktemp("trees")
     sc = tmp_path / "sc"
     spk = _speakers(30)
     for s in spk:
