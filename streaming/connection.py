@@ -131,6 +131,22 @@ class _Connection:
             self.outbox.put_nowait((_CLOSE, 1001, "server shutting down"))
 
     # -- work
+    def new_stream(self, sample_rate: int, endpoint, grammar=None, hotwords=None, nbest: int = 1):
+        """The connection's stream: the server's shared model and decoder, or, with grammar / hotwords /
+        n-best options, a final decoder of its own (:func:`asr.vocab.vocabulary_decoder`)."""
+        decoder = None
+        if grammar is not None or hotwords is not None or nbest > 1:
+            from asr.vocab import vocabulary_decoder
+
+            try:  # spelling the phrases with the model's tokens can still fail (a char model's alphabet)
+                decoder = vocabulary_decoder(self.server.rec, grammar, hotwords, nbest)
+            except ValueError as e:
+                raise P.ProtocolError("bad_option", str(e)) from None
+        stream = self.server.new_stream(sample_rate, endpoint)
+        if decoder is not None:
+            stream.final_decoder = decoder  # set before any audio: the stream's own, not the server's
+        return stream
+
     def start_job(self, stream, per_message: bool) -> None:
         self.job = self.server.scheduler.add(stream, self._deliver, per_message=per_message)
         self.pending_limit = max(1, int(self.server.cfg.max_pending_s * stream.sample_rate))
@@ -222,7 +238,7 @@ class AsrConnection(_Connection):
     def __init__(self, server, ws):
         super().__init__(server, ws)
         self.opts: Optional[P.StartOptions] = None
-        self.last_partial = ""
+        self.last_partial = ("", 0)  # (text, stable) of the last partial sent
 
     def send_error(self, err):
         self.outbox.put_nowait(P.error_event(err))
@@ -235,9 +251,12 @@ class AsrConnection(_Connection):
                 raise P.ProtocolError("already_started", "this connection has already started a stream")
             opts = P.parse_start(msg, self.server.cfg.endpoint)
             rec = self.server.rec
-            self.start_job(self.server.new_stream(opts.sample_rate, opts.endpoint), per_message=False)
+            stream = self.new_stream(opts.sample_rate, opts.endpoint, opts.grammar, opts.hotwords, opts.nbest)
+            self.start_job(stream, per_message=False)
             self.opts = opts
-            self.outbox.put_nowait(P.ready_event(self.session, opts, rec.name, self.server.cfg.max_message_bytes))
+            decoder = stream.final_decoder.describe() if stream.final_decoder is not None else "greedy"
+            self.outbox.put_nowait(P.ready_event(self.session, opts, rec.name, self.server.cfg.max_message_bytes,
+                                                 decoder))
             return
         if self.opts is None:
             raise P.ProtocolError("not_started", f'"{kind}" before "start"')
@@ -258,9 +277,9 @@ class AsrConnection(_Connection):
         evs = []
         for res, reason in out.finals:
             evs.append(P.final_event(res, reason, self.opts.words))
-            self.last_partial = ""
-        if self.opts.partials and out.partial is not None and out.partial.text != self.last_partial:
-            self.last_partial = out.partial.text
+            self.last_partial = ("", 0)  # (text, stable) of the last partial sent
+        if self.opts.partials and out.partial is not None and (out.partial.text, out.partial.stable) != self.last_partial:
+            self.last_partial = (out.partial.text, out.partial.stable)
             if out.partial.text:
                 evs.append(P.partial_event(out.partial))
         if out.done:
@@ -282,7 +301,9 @@ class VoskConnection(_Connection):
 
     def _ensure_job(self) -> None:
         if self.job is None:
-            stream = self.server.new_stream(self.vcfg.sample_rate, self.server.cfg.endpoint)
+            v = self.vcfg
+            stream = self.new_stream(v.sample_rate, self.server.cfg.endpoint, v.phrase_list, None,
+                                     max(1, v.max_alternatives))
             self.start_job(stream, per_message=True)
 
     async def on_text(self, text: str) -> None:
@@ -306,7 +327,7 @@ class VoskConnection(_Connection):
 
     def events(self, out: StepOutput):
         if out.finals:
-            return [P.vosk_final(out.finals[-1][0], self.vcfg.words)]
+            return [P.vosk_final(out.finals[-1][0], self.vcfg.words, self.vcfg.max_alternatives)]
         if out.partial is not None:
             return [P.vosk_partial(out.partial)]
         return []

@@ -24,7 +24,10 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from asr.decoding import EndpointConfig, Result
+from asr.decoding import Alternative, EndpointConfig, Result
+from asr.grammar import normalize_phrases
+from asr.hotwords import Hotword, parse_hotwords
+from asr.prefixbeam import MAX_NBEST
 from asr.stream import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 __all__ = [
@@ -35,7 +38,7 @@ __all__ = [
 ]
 
 # Bump the minor version for additions old clients can ignore, the major one for breaking changes.
-PROTOCOL_VERSION = "1.1"
+PROTOCOL_VERSION = "1.2"
 
 # the server's default limit on a binary message (asr serve --max-message-bytes); ready events
 # carry the limit in effect, so clients split their audio to fit
@@ -64,6 +67,7 @@ ERRORS = {
 # per-connection option limits (seconds); the server's defaults come from EndpointConfig
 _LIMITS = {"trailing_silence_s": (0.05, 30.0), "max_segment_s": (1.0, 600.0)}
 MIN_RATE, MAX_RATE = MIN_SAMPLE_RATE, MAX_SAMPLE_RATE  # Hz, what asr.Stream accepts
+MAX_GRAMMAR_PHRASES = 1000  # each phrase is scored on every segment: bounds a connection's decoding cost
 
 
 class ProtocolError(Exception):
@@ -93,6 +97,14 @@ class StartOptions:
     partials: bool = True  # send "partial" events while an utterance is open
     words: bool = True  # include word times and confidences in "final" events
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    grammar: Optional[Tuple[str, ...]] = None  # phrases (and maybe "[unk]"): each final is one of them
+    hotwords: Optional[Tuple[Hotword, ...]] = None  # (phrase, boost) pairs the decoder prefers
+    nbest: int = 1  # alternatives per final (1: none)
+
+    @property
+    def custom_decoder(self) -> bool:
+        """True when this connection needs its own final decoder."""
+        return self.grammar is not None or self.hotwords is not None or self.nbest > 1
 
     @property
     def bytes_per_sample(self) -> int:
@@ -162,9 +174,47 @@ def parse_endpoint(v, default: EndpointConfig) -> EndpointConfig:
     )
 
 
-_START_KEYS = {"type", "version", "sample_rate", "format", "partials", "words", "endpoint"}
-# options other servers offer that this one's greedy decoder does not (yet): refused, not ignored
-_UNSUPPORTED = {"hotwords", "nbest", "n_best", "language", "model"}
+_START_KEYS = {"type", "version", "sample_rate", "format", "partials", "words", "endpoint", "grammar", "hotwords",
+               "nbest", "max_alternatives"}
+# options other servers offer that this one does not: refused, not ignored
+_UNSUPPORTED = {"n_best", "language", "model"}
+
+
+def parse_grammar(v) -> Tuple[str, ...]:
+    """A list of phrases (``"[unk]"`` allowed) -> the phrases as given, validated; or ``bad_option``."""
+    if isinstance(v, list) and len(v) > MAX_GRAMMAR_PHRASES:
+        raise ProtocolError("bad_option", f"grammar: at most {MAX_GRAMMAR_PHRASES} phrases, got {len(v)}")
+    try:
+        normalize_phrases(v)
+    except ValueError as e:
+        raise ProtocolError("bad_option", f"grammar: {e}") from None
+    return tuple(v)
+
+
+def parse_nbest(v, key: str, lo: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= MAX_NBEST:
+        raise ProtocolError("bad_option", f"{key!r} must be an integer in [{lo}, {MAX_NBEST}], got {v!r}")
+    return v
+
+
+def _parse_vocabulary(msg: dict) -> dict:
+    """The start message's grammar / hotwords / nbest options, validated (not yet spelled with the model's tokens)."""
+    out = {}
+    if "nbest" in msg and "max_alternatives" in msg and msg["nbest"] != msg["max_alternatives"]:
+        raise ProtocolError("bad_option", '"nbest" and "max_alternatives" are the same option: give one')
+    for key in ("nbest", "max_alternatives"):
+        if key in msg:
+            out["nbest"] = parse_nbest(msg[key], key)
+    if msg.get("grammar") is not None:
+        out["grammar"] = parse_grammar(msg["grammar"])
+    if msg.get("hotwords") is not None:
+        try:
+            out["hotwords"] = parse_hotwords(msg["hotwords"])
+        except ValueError as e:
+            raise ProtocolError("bad_option", f"hotwords: {e}") from None
+    if "grammar" in out and "hotwords" in out:
+        raise ProtocolError("bad_option", "grammar and hotwords cannot be combined: a grammar allows only its phrases")
+    return out
 
 
 def parse_start(msg: dict, default_endpoint: EndpointConfig = EndpointConfig()) -> StartOptions:
@@ -189,6 +239,7 @@ def parse_start(msg: dict, default_endpoint: EndpointConfig = EndpointConfig()) 
         partials=_bool(msg, "partials", True),
         words=_bool(msg, "words", True),
         endpoint=parse_endpoint(msg.get("endpoint"), default_endpoint),
+        **_parse_vocabulary(msg),
     )
 
 
@@ -206,25 +257,32 @@ def decode_audio(data: bytes, fmt: str = "s16le") -> np.ndarray:
 # ---- /asr: server -> client ------------------------------------------------------------
 
 
-def ready_event(session: str, opts: StartOptions, model: str, max_message_bytes: int = MAX_MESSAGE_BYTES) -> dict:
-    """``max_message_bytes``: the server's limit on one binary message (since protocol 1.1)."""
+def ready_event(session: str, opts: StartOptions, model: str, max_message_bytes: int = MAX_MESSAGE_BYTES,
+                decoder: str = "greedy") -> dict:
+    """``max_message_bytes``: the server's limit on one binary message (since protocol 1.1);
+    ``decoder``: what decodes this connection's finals (since 1.2)."""
     return {
         "type": "ready", "session": session, "protocol": PROTOCOL_VERSION, "model": model,
         "sample_rate": opts.sample_rate, "format": opts.format,
         "partials": opts.partials, "words": opts.words, "endpoint": asdict(opts.endpoint),
-        "max_message_bytes": max_message_bytes,
+        "max_message_bytes": max_message_bytes, "decoder": decoder, "nbest": opts.nbest,
     }
 
 
 def partial_event(res: Result) -> dict:
-    return {"type": "partial", "text": res.text, "start": round(res.start, 3), "end": round(res.end, 3)}
+    """``stable`` (since 1.2): how many leading words of ``text`` no later partial or final will change."""
+    return {"type": "partial", "text": res.text, "start": round(res.start, 3), "end": round(res.end, 3),
+            "stable": res.stable}
 
 
 def final_event(res: Result, reason: str, words: bool = True) -> dict:
-    """``reason``: "endpoint" (endpointing fired), "reset" (client asked), "end" (end of input)."""
+    """``reason``: "endpoint" (endpointing fired), "reset" (client asked), "end" (end of input).
+    ``alternatives`` (since 1.2) with ``nbest`` > 1."""
     ev = {"type": "final", "text": res.text, "start": round(res.start, 3), "end": round(res.end, 3), "reason": reason}
     if words:
         ev["words"] = [w.to_dict() for w in res.words]
+    if res.alternatives:
+        ev["alternatives"] = [a.to_dict(words) for a in res.alternatives]
     return ev
 
 
@@ -243,16 +301,31 @@ def error_event(err: ProtocolError) -> dict:
 class VoskConfig:
     sample_rate: int = 8000  # vosk-server's default when no config is sent
     words: bool = True  # vosk-server's default: results carry per-word "result" lists
+    phrase_list: Optional[Tuple[str, ...]] = None  # grammar: each result is one of these phrases (or "[unk]")
+    max_alternatives: int = 0  # > 0: results are {"alternatives": [...]} lists, as Vosk's
 
 
-_VOSK_CONFIG_KEYS = {"sample_rate", "words", "max_alternatives", "phrase_list", "model", "nlsml"}
+_VOSK_CONFIG_KEYS = {"sample_rate", "words", "max_alternatives", "phrase_list", "grammar", "model", "nlsml"}
+
+
+def _vosk_phrases(c: dict, cfg: VoskConfig) -> Optional[Tuple[str, ...]]:
+    """``phrase_list`` (vosk-server) or ``grammar`` (a list, or vosk-api's JSON string of one)."""
+    if "phrase_list" in c and "grammar" in c:
+        raise ProtocolError("bad_option", "config 'phrase_list' and 'grammar' are the same option: give one")
+    v = c.get("phrase_list", c.get("grammar", cfg.phrase_list))
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            raise ProtocolError("bad_option", "config 'grammar' must be a list of phrases or a JSON string of one") from None
+    return None if v is None or v == [] else parse_grammar(v)
 
 
 def parse_vosk_message(text: Union[str, bytes], cfg: VoskConfig) -> Tuple[str, Optional[VoskConfig]]:
     """A text message on ``/vosk`` -> ``("config", new_cfg)``, ``("eof", None)`` or ``("reset", None)``.
 
     ``{"eof" : 1}`` is recognised by value with any whitespace; options Vosk has but
-    this server cannot honour (a model path, grammars, alternatives) are refused.
+    this server cannot honour (a model path, NLSML output) are refused.
     """
     msg = parse_json(text)
     if "config" in msg:
@@ -264,17 +337,14 @@ def parse_vosk_message(text: Union[str, bytes], cfg: VoskConfig) -> Tuple[str, O
             raise ProtocolError("bad_option", f"unknown config option(s): {', '.join(sorted(unknown))}")
         if "model" in c:
             raise ProtocolError("bad_option", "config 'model': the model is chosen when the server starts")
-        if c.get("phrase_list"):
-            raise ProtocolError("bad_option", "config 'phrase_list' (grammars) is not supported")
-        if c.get("max_alternatives", 0) not in (0, False):
-            raise ProtocolError("bad_option", "config 'max_alternatives' > 0 is not supported")
         if c.get("nlsml", False) not in (0, False):
             raise ProtocolError("bad_option", "config 'nlsml' is not supported")
         words = c.get("words", cfg.words)
         if not isinstance(words, (bool, int)):
             raise ProtocolError("bad_option", f"config 'words' must be a boolean, got {words!r}")
         rate = parse_sample_rate(c["sample_rate"]) if "sample_rate" in c else cfg.sample_rate
-        return "config", VoskConfig(rate, bool(words))
+        alts = parse_nbest(c["max_alternatives"], "max_alternatives", 0) if "max_alternatives" in c else cfg.max_alternatives
+        return "config", VoskConfig(rate, bool(words), _vosk_phrases(c, cfg), alts)
     for key in ("eof", "reset"):
         if key in msg:
             if msg[key] in (1, True):
@@ -287,8 +357,19 @@ def vosk_partial(res: Result) -> dict:
     return {"partial": res.text}
 
 
-def vosk_final(res: Result, words: bool = True) -> dict:
-    """Vosk's result format: ``{"result": [{"conf", "end", "start", "word"}], "text"}``."""
+def vosk_final(res: Result, words: bool = True, max_alternatives: int = 0) -> dict:
+    """Vosk's result format: ``{"result": [{"conf", "end", "start", "word"}], "text"}``; with
+    ``max_alternatives`` > 0, ``{"alternatives": [{"confidence", "result", "text"}, ...]}``, best first."""
+    if max_alternatives > 0:
+        alts = res.alternatives[:max_alternatives] or [Alternative(res.text, res.words, 0.0, 1.0)]
+        out_alts = []
+        for a in alts:
+            d = {"confidence": round(a.confidence, 4)}
+            if words:
+                d["result"] = [w.to_dict() for w in a.words]
+            d["text"] = a.text
+            out_alts.append(d)
+        return {"alternatives": out_alts}
     out = {}
     if words:
         out["result"] = [w.to_dict() for w in res.words]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asr.decoding import EndpointConfig, Result, Word
+from asr.decoding import Alternative, EndpointConfig, Result, Word
 from streaming import protocol as P
 
 DOC = Path(__file__).resolve().parents[1] / "streaming" / "PROTOCOL.md"
@@ -48,10 +48,23 @@ def test_start_all_options():
     {"partials": "yes"}, {"words": 1}, {"endpoint": "fast"}, {"endpoint": {"trailing_silence_s": -1}},
     {"endpoint": {"trailing_silence_s": float("nan")}}, {"endpoint": {"max_segment_s": 1e9}},
     {"endpoint": {"enabled": "no"}}, {"endpoint": {"silence": 1}}, {"colour": "red"},
-    {"hotwords": ["x"]}, {"nbest": 3}, {"model": "/etc/passwd"},
+    {"model": "/etc/passwd"}, {"n_best": 3}, {"language": "en"},
+    {"nbest": 0}, {"nbest": 2.5}, {"nbest": True}, {"max_alternatives": 99}, {"nbest": 2, "max_alternatives": 3},
+    {"grammar": "yes,no"}, {"grammar": []}, {"grammar": ["[unk]"]}, {"grammar": [1]}, {"grammar": ["..."]},
+    {"grammar": ["w"] * 1001}, {"hotwords": "x"}, {"hotwords": []}, {"hotwords": [{"phrase": "x", "boost": 0}]},
+    {"hotwords": [{"phrase": "x", "weight": 1}]}, {"hotwords": ["x"], "grammar": ["y"]},
 ])
 def test_bad_start_options(msg):
     assert code_of(P.parse_start, {"type": "start", **msg}) == "bad_option"
+
+
+def test_start_vocabulary_options():
+    opts = P.parse_start({"type": "start", "grammar": ["Yes", "no", "[unk]"], "max_alternatives": 3})
+    assert opts.grammar == ("Yes", "no", "[unk]") and opts.nbest == 3 and opts.hotwords is None
+    assert opts.custom_decoder
+    opts = P.parse_start({"type": "start", "hotwords": ["Kaldi", {"phrase": "new york", "boost": 4}], "nbest": 2})
+    assert opts.hotwords == (("kaldi", 2.0), ("new york", 4.0)) and opts.nbest == 2
+    assert not P.parse_start({"type": "start", "nbest": 1, "grammar": None}).custom_decoder
 
 
 def test_start_version():
@@ -108,12 +121,21 @@ def test_events():
     assert ready["endpoint"] == {"trailing_silence_s": 0.8, "max_segment_s": 20.0, "enabled": True}
     assert ready["max_message_bytes"] == P.MAX_MESSAGE_BYTES  # since 1.1: clients split audio to fit
     assert P.ready_event("abc", opts, "m", 4000)["max_message_bytes"] == 4000
-    assert P.partial_event(RES) == {"type": "partial", "text": "hello world", "start": 0.0, "end": 1.235}
+    assert P.partial_event(RES) == {"type": "partial", "text": "hello world", "start": 0.0, "end": 1.235, "stable": 0}
+    stable = Result("hello world", RES.words, 0.0, 1.0, stable=1)
+    assert P.partial_event(stable)["stable"] == 1  # since 1.2: leading words that will not change
+    assert ready["decoder"] == "greedy" and ready["nbest"] == 1
     fin = P.final_event(RES, "endpoint")
     assert fin == {"type": "final", "text": "hello world", "start": 0.0, "end": 1.235, "reason": "endpoint",
                    "words": [{"word": "hello", "start": 0.12, "end": 0.5, "conf": 0.912},
                              {"word": "world", "start": 0.6, "end": 1.0, "conf": 0.8}]}
-    assert "words" not in P.final_event(RES, "end", words=False)
+    assert "words" not in P.final_event(RES, "end", words=False) and "alternatives" not in fin
+    nb = Result("hello world", RES.words, 0.0, 1.0, alternatives=[
+        Alternative("hello world", RES.words, -3.21, 0.7), Alternative("hello word", RES.words[:1], -4.0, 0.3)])
+    alts = P.final_event(nb, "end")["alternatives"]
+    assert [a["text"] for a in alts] == ["hello world", "hello word"] and alts[0]["confidence"] == 0.7
+    assert alts[0]["score"] == -3.21 and len(alts[1]["words"]) == 1
+    assert "words" not in P.final_event(nb, "end", words=False)["alternatives"][0]
     err = P.error_event(P.ProtocolError("bad_audio", "odd"))
     assert err == {"type": "error", "code": "bad_audio", "message": "odd"}
     for ev in (ready, fin, err, P.done_event()):
@@ -144,13 +166,21 @@ def test_vosk_config():
     assert kind == "config" and new == P.VoskConfig(16000, True)
     kind, new = P.parse_vosk_message('{"config": {"sample_rate": 44100, "words": 0, "max_alternatives": 0}}', cfg)
     assert new == P.VoskConfig(44100, False)
+    kind, new = P.parse_vosk_message('{"config": {"phrase_list": ["yes", "no", "[unk]"], "max_alternatives": 3}}', cfg)
+    assert new.phrase_list == ("yes", "no", "[unk]") and new.max_alternatives == 3
+    _, new = P.parse_vosk_message(json.dumps({"config": {"grammar": '["one", "two"]'}}), cfg)  # vosk-api's JSON string
+    assert new.phrase_list == ("one", "two")
+    assert P.parse_vosk_message('{"config": {"phrase_list": []}}', cfg)[1].phrase_list is None
     assert P.parse_vosk_message('{"reset": 1}', cfg) == ("reset", None)
 
 
 @pytest.mark.parametrize("text,code", [
     ('{"config": {"model": "/some/path"}}', "bad_option"),
-    ('{"config": {"phrase_list": ["yes", "no"]}}', "bad_option"),
-    ('{"config": {"max_alternatives": 3}}', "bad_option"),
+    ('{"config": {"phrase_list": "yes"}}', "bad_option"),
+    ('{"config": {"phrase_list": ["[unk]"]}}', "bad_option"),
+    ('{"config": {"phrase_list": ["a"], "grammar": ["b"]}}', "bad_option"),
+    ('{"config": {"max_alternatives": -1}}', "bad_option"),
+    ('{"config": {"max_alternatives": 100}}', "bad_option"),
     ('{"config": {"sample_rate": 8000.5}}', "bad_option"),
     ('{"config": {"sample_rate": "8000"}}', "bad_option"),
     ('{"config": {"speed": 2}}', "bad_option"),
@@ -170,6 +200,12 @@ def test_vosk_results():
     assert fin["text"] == "hello world"
     assert [set(w) for w in fin["result"]] == [{"word", "start", "end", "conf"}] * 2
     assert P.vosk_final(RES, words=False) == {"text": "hello world"}
+    # max_alternatives: Vosk's {"alternatives": [{"confidence", "result", "text"}]}, one even without n-best
+    assert P.vosk_final(RES, words=False, max_alternatives=2) == {"alternatives": [{"confidence": 1.0, "text": "hello world"}]}
+    nb = Result("a", [], alternatives=[Alternative("a", [], -1.0, 0.6), Alternative("b", [], -2.0, 0.3),
+                                        Alternative("c", [], -3.0, 0.1)])
+    alts = P.vosk_final(nb, max_alternatives=2)["alternatives"]
+    assert [(a["text"], a["confidence"], a["result"]) for a in alts] == [("a", 0.6, []), ("b", 0.3, [])]
 
 
 # ---- the document and the code agree ------------------------------------------------------
