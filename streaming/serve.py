@@ -21,6 +21,7 @@ from asr.checkpoint import add_int8_argument
 from asr.decoding import Decoder, EndpointConfig
 from asr.errors import OptionError
 
+from .scheduler import default_workers
 from .server import ASRServer, ServerConfig, tls_context
 
 __all__ = ["run_server", "register"]
@@ -36,7 +37,8 @@ async def run_server(rec, cfg: ServerConfig, final_decoder: Optional[Decoder] = 
     http = "https" if cfg.certfile else "http"
     host_port = server.url.split("://", 1)[1]
     finals = "greedy" if final_decoder is None else final_decoder.describe()
-    print(f"asr serve: model {rec.name}; finals {finals}; listening on {server.url}/asr and {server.url}/vosk"
+    print(f"asr serve: model {rec.name}; finals {finals}; {server.cfg.workers} worker(s), "
+          f"at most {server.cfg.max_connections} connections; listening on {server.url}/asr and {server.url}/vosk"
           + (f"; page {http}://{host_port}/" if server.static else ""), flush=True)
     await server.wait_stopped()
     print("asr serve: stopped", file=sys.stderr, flush=True)
@@ -50,8 +52,7 @@ def _main(args) -> int:
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads or _threads_per_worker(args.workers))
     if args.keyfile and not args.certfile:
         raise ValueError("--keyfile needs --certfile")
     if args.certfile:
@@ -60,6 +61,13 @@ def _main(args) -> int:
     check_decoder_arguments(args)
     rec = load_model(args.model, int8=args.int8)
     return asyncio.run(run_server(rec, cfg, decoder_from_arguments(args, rec)))
+
+
+def _threads_per_worker(workers: int) -> int:
+    """torch intra-op threads: the cores shared out among the workers (at least one each).
+    Workers already run in parallel, so more threads per worker only add synchronisation."""
+    cores = default_workers()
+    return max(1, cores // (workers or cores))
 
 
 def _config(args) -> ServerConfig:
@@ -73,6 +81,7 @@ def _config(args) -> ServerConfig:
                                     enabled=not args.no_endpoint),
             max_message_bytes=args.max_message_bytes, max_connections=args.max_connections,
             idle_timeout_s=args.idle_timeout, max_pending_s=args.max_pending, max_batch=args.max_batch,
+            workers=args.workers,
             vosk_sample_rate=args.vosk_sample_rate, token=token, certfile=args.certfile, keyfile=args.keyfile,
             web=not args.no_web,
         )
@@ -98,7 +107,9 @@ def register(sub) -> None:
                    help="endpoint: utterance length after which it ends at the next pause, s (default: %(default)s)")
     p.add_argument("--no-endpoint", action="store_true", help="no endpointing by default (clients may still enable it)")
     p.add_argument("--max-connections", type=int, default=d.max_connections, metavar="N",
-                   help="more WebSocket connections are refused with close code 1013 (default: %(default)s)")
+                   help="more WebSocket connections are refused with close code 1013 (default: 0, derived from "
+                        "the model's arithmetic and the cores, about 125 streams per core for the default model; "
+                        "see streaming/capacity.py)")
     p.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes, metavar="N",
                    help="largest binary message, bytes; given to clients in `ready` (default: %(default)s)")
     p.add_argument("--idle-timeout", type=float, default=d.idle_timeout_s, metavar="S",
@@ -106,6 +117,8 @@ def register(sub) -> None:
     p.add_argument("--max-pending", type=float, default=d.max_pending_s, metavar="S",
                    help="queued audio per connection before the server stops reading it, s (default: %(default)s)")
     p.add_argument("--max-batch", type=int, default=d.max_batch, metavar="N", help="most streams per model step (default: %(default)s)")
+    p.add_argument("--workers", type=non_negative_int, default=d.workers, metavar="N",
+                   help="scheduler threads stepping streams in parallel (default: 0, one per CPU core)")
     p.add_argument("--vosk-sample-rate", type=int, default=d.vosk_sample_rate, metavar="HZ",
                    help="/vosk sample rate when a client sends no config (default: %(default)s, as vosk-server)")
     p.add_argument("--token", default=None,
@@ -116,6 +129,6 @@ def register(sub) -> None:
     add_decoder_arguments(p, finals_only=True)
     add_int8_argument(p)
     p.add_argument("--threads", type=non_negative_int, default=0, metavar="N",
-                   help="torch CPU threads (default: 0, torch's choice)")
+                   help="torch intra-op CPU threads (default: 0, the cores divided among the workers, at least 1)")
     p.add_argument("-v", "--verbose", action="store_true", help="log connections and errors")
     p.set_defaults(func=_main)

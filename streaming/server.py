@@ -6,14 +6,15 @@ The server is a thin adapter over :class:`asr.stream.Stream`:
   are parsed and validated by the pure functions of :mod:`streaming.protocol`, one
   :mod:`streaming.connection` per WebSocket;
 * model compute never runs on the event loop: :class:`streaming.scheduler.Scheduler`
-  steps all streams with pending audio as one batch in a worker thread, so pings and
-  other clients are served while it runs;
+  steps the streams with pending audio in batches in worker threads (one per core by
+  default), so pings and other clients are served while they run;
 * per-connection queues are bounded: a connection whose queued audio exceeds
   ``max_pending_s`` is not read until the worker catches up (TCP backpressure);
 * HTTP routes on the same port: ``/healthz`` (JSON), ``/metrics`` (Prometheus text,
   :mod:`streaming.metrics`), ``/`` (browser microphone page from ``streaming/web/``);
-* limits: message size, connection count (refused with ``server_busy`` / close 1013),
-  idle timeout; optional bearer token (header or ``?token=``) and TLS;
+* limits: message size, connection count (refused with ``server_busy`` / close 1013; by
+  default derived from the model and the cores, :mod:`streaming.capacity`), idle timeout;
+  optional bearer token (header or ``?token=``) and TLS;
 * SIGTERM / SIGINT (``asr serve``, :mod:`streaming.serve`): stop accepting, finish every
   stream with its final result, exit 0.
 
@@ -32,7 +33,7 @@ import logging
 import os
 import ssl
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from pathlib import Path
 from typing import Optional, Set
@@ -44,7 +45,8 @@ from asr.errors import OptionError
 from . import protocol as P
 from .connection import AsrConnection, VoskConnection
 from .metrics import Metrics
-from .scheduler import Scheduler
+from .capacity import default_max_connections
+from .scheduler import Scheduler, default_workers
 
 __all__ = ["ServerConfig", "ASRServer", "BackgroundServer", "tls_context"]
 
@@ -64,10 +66,14 @@ class ServerConfig:
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)  # defaults; clients may override
     max_message_bytes: int = P.MAX_MESSAGE_BYTES  # larger binary messages end the connection ("too_large")
     max_text_bytes: int = 64 * 1024  # larger control messages end the connection ("too_large")
-    max_connections: int = 100  # further WebSocket connections get "server_busy" and close 1013
+    # further WebSocket connections get "server_busy" and close 1013; 0: derived from the model's
+    # arithmetic and the cores the workers can use (streaming.capacity: ~250 for the default
+    # model on 2 cores)
+    max_connections: int = 0
     idle_timeout_s: float = 60.0  # no client message for this long ends the connection ("idle_timeout")
     max_pending_s: float = 10.0  # queued, unanswered audio per connection before reading pauses (s)
     max_batch: int = 64  # most streams per model call
+    workers: int = 0  # scheduler worker threads stepping streams in parallel; 0: one per CPU core
     step_s: float = 0.5  # most audio per stream per model step (endpoint check granularity), s
     vosk_sample_rate: int = 8000  # /vosk rate when the client sends no config (vosk-server's default)
     token: Optional[str] = None  # require "Authorization: Bearer TOKEN" or ?token=TOKEN on /asr, /vosk, /metrics
@@ -86,7 +92,9 @@ class ServerConfig:
         checks += [(name, getattr(self, name) is None or getattr(self, name) > 0, "must be positive or None")
                    for name in ("ping_interval_s", "ping_timeout_s")]
         checks += [(name, getattr(self, name) >= 1, "must be at least 1")
-                   for name in ("max_connections", "max_message_bytes", "max_text_bytes", "max_batch")]
+                   for name in ("max_message_bytes", "max_text_bytes", "max_batch")]
+        checks += [(name, getattr(self, name) >= 0, "must be 0 (derived) or more")
+                   for name in ("max_connections", "workers")]
         checks += [("port", 0 <= self.port <= 65535, "must be 0..65535"),
                    ("vosk_sample_rate", P.MIN_RATE <= self.vosk_sample_rate <= P.MAX_RATE,
                     f"must be {P.MIN_RATE}..{P.MAX_RATE} Hz")]
@@ -121,7 +129,10 @@ class ASRServer:
 
     def __init__(self, rec, cfg: ServerConfig = ServerConfig(), final_decoder=None):
         self.rec = rec
-        self.cfg = cfg
+        workers = cfg.workers or default_workers()
+        # the derived values are set in cfg, so every user of it (connections, /metrics) sees them
+        self.cfg = cfg = replace(cfg, workers=workers, max_connections=cfg.max_connections
+                                 or default_max_connections(rec, min(workers, default_workers())))
         self.final_decoder = final_decoder
         self.metrics = Metrics()
         self.connections: Set[AsrConnection | VoskConnection] = set()
@@ -161,7 +172,8 @@ class ASRServer:
         self._stopped = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self.scheduler = Scheduler(loop, self.cfg.max_batch, self.cfg.step_s, on_step=self.metrics.on_step)
+        self.scheduler = Scheduler(loop, self.cfg.max_batch, self.cfg.step_s, on_step=self.metrics.on_step,
+                                   workers=self.cfg.workers)
         self.scheduler.start()
         ctx = tls_context(self.cfg.certfile, self.cfg.keyfile) if self.cfg.certfile else None
         self._server = await serve(
@@ -229,6 +241,11 @@ class ASRServer:
             "asr_peak_pending_audio_seconds": ("Largest queued audio of one connection so far.", self.peak_pending_s),
             "asr_peak_pending_items": ("Most queued messages of one connection so far (audio pieces and controls; "
                                        "bounded by streaming.connection.MAX_PENDING_ITEMS).", self.peak_pending_items),
+            "asr_scheduler_streams": ("Streams registered with the scheduler (0 once every connection has closed; "
+                                      "more would be leaked streams).", self.scheduler.jobs if self.scheduler else 0),
+            "asr_max_connections": ("The connection limit (ServerConfig.max_connections, derived if 0).",
+                                    self.cfg.max_connections),
+            "asr_workers": ("Scheduler worker threads.", self.cfg.workers),
         })
 
     # -- shutdown
