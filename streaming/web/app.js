@@ -26,6 +26,35 @@ function setStatus(text, kind = "") {
   s.className = kind;
 }
 
+// The start message: audio format plus the vocabulary box (PROTOCOL.md, "Runtime vocabulary").
+function startMessage() {
+  const msg = { type: "start", sample_rate: TARGET_RATE, format: "s16le", partials: true, words: true };
+  const mode = $("vocab-mode").value;
+  const lines = $("phrases").value.split("\n").map((l) => l.trim()).filter((l) => l);
+  if (mode === "grammar" && lines.length) msg.grammar = lines;
+  if (mode === "hotwords" && lines.length) {
+    msg.hotwords = lines.map((l) => {
+      const m = l.match(/^(.*):\s*([0-9.]+)$/);
+      return m ? { phrase: m[1].trim(), boost: Number(m[2]) } : l;
+    });
+  }
+  const n = Number($("nbest").value);
+  if (n > 1) msg.nbest = n;
+  return msg;
+}
+
+function showPartial(ev) {
+  const words = ev.text.split(" ");
+  const k = ev.stable || 0;
+  const p = $("partial");
+  p.textContent = "";
+  const fixed = document.createElement("span");
+  fixed.className = "stable";
+  fixed.textContent = words.slice(0, k).join(" ") + (k ? " " : "");
+  p.appendChild(fixed);
+  p.appendChild(document.createTextNode(words.slice(k).join(" ")));
+}
+
 function showFinal(ev) {
   $("partial").textContent = "";
   if (!ev.text) return;
@@ -43,6 +72,12 @@ function showFinal(ev) {
     span.style.opacity = (0.45 + 0.55 * w.conf).toFixed(2);
     p.appendChild(span);
   }
+  if (ev.alternatives && ev.alternatives.length > 1) {
+    const alts = document.createElement("span");
+    alts.className = "alts";
+    alts.textContent = "or: " + ev.alternatives.slice(1).map((a) => `${a.text || "(nothing)"} (${a.confidence.toFixed(2)})`).join(" · ");
+    p.appendChild(alts);
+  }
   $("finals").appendChild(p);
   p.scrollIntoView({ block: "nearest" });
 }
@@ -51,10 +86,10 @@ function onEvent(ev) {
   window.asrEvents.push(ev);
   switch (ev.type) {
     case "ready":
-      setStatus(`listening · model ${ev.model} · ${audio ? audio.ctx.sampleRate : "?"} Hz → ${ev.sample_rate} Hz`, "live");
+      setStatus(`listening · model ${ev.model} · ${audio ? audio.ctx.sampleRate : "?"} Hz → ${ev.sample_rate} Hz · ${ev.decoder || "greedy"}`, "live");
       break;
     case "partial":
-      $("partial").textContent = ev.text;
+      showPartial(ev);
       break;
     case "final":
       showFinal(ev);
@@ -92,7 +127,7 @@ async function start() {
     ws = new WebSocket(serverUrl());
     ws.binaryType = "arraybuffer";
     ws.onopen = () => {
-      ws.send(JSON.stringify({ type: "start", sample_rate: TARGET_RATE, format: "s16le", partials: true, words: true }));
+      ws.send(JSON.stringify(startMessage()));
       $("stop").disabled = false;
     };
     ws.onmessage = (m) => onEvent(JSON.parse(m.data));
