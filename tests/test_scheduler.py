@@ -6,7 +6,11 @@ No test here measures time: workers are made to overlap with a barrier, not with
 """
 
 import asyncio
+import json
+import shutil
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +23,7 @@ from streaming.client import file_chunks, run_session
 from streaming.scheduler import Scheduler
 from streaming.server import BackgroundServer, ServerConfig
 
-from conftest import make_recognizer, speechlike
+from conftest import speechlike
 
 
 class Loop:
@@ -181,3 +185,21 @@ def test_derived_connection_limit(rec_gru):
         assert srv.server.cfg.max_connections == default_max_connections(rec_gru, min(2, len(__import__("os").sched_getaffinity(0))))
     with BackgroundServer(rec_gru, ServerConfig(port=0, max_connections=3)) as srv:
         assert srv.server.cfg.max_connections == 3
+
+
+def test_bench_server_reports_a_sweep(rec_gru, tmp_path, capsys):
+    """tools/bench_server.py against a running server, speech from a manifest with a relative path."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "tools"))
+    import bench_server
+
+    shutil.copy(root / "tests" / "fixtures" / "conference.wav", tmp_path / "a.wav")
+    (tmp_path / "m.jsonl").write_text(json.dumps({"audio": "a.wav", "text": "x"}) + "\n")
+    with BackgroundServer(rec_gru, ServerConfig(port=0, workers=2)) as srv:
+        assert bench_server.main(["--url", srv.url + "/asr", "--streams", "2,3", "--seconds", "1",
+                                  "--audio", str(tmp_path / "m.jsonl"), "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads((tmp_path / "r.json").read_text())["sweep"]
+    assert [r["streams"] for r in rows] == [2, 3]
+    assert all(r["errors"] == 0 and r["leaked"] == 0 and r["partials"] > 0 for r in rows)
+    assert "| float | 3 |" in out and "largest N with p95 partial latency <= 150 ms" in out

@@ -1,19 +1,33 @@
-"""Load benchmark for ``asr serve``: N concurrent clients streaming in real time.
+"""Capacity benchmark for ``asr serve``: N concurrent real-time streams of real speech.
 
-Reports how long each client waits for its last final after sending ``end`` (the latency a
-user feels at the end of an utterance), partial-update rates, and the server's batch sizes and
-step times (from ``/metrics``). Traffic goes to loopback only; the run is bounded by
-``--clients`` x ``--seconds``.
+For each N in ``--streams``, N clients on ONE asyncio loop each open ``/asr`` and send speech
+files (joined, from ``--audio``) in 100 ms chunks at real-time pace for ``--seconds``, then
+``end``. The server is ``asr serve`` in its own process (or ``--url`` + ``--server-pid``), so
+its CPU (cores used) and RSS are read from ``/proc``, apart from the client's. Reported per N:
 
-Usage::
+* partial latency p50/p95/p99: a partial says how much audio it covers (``end``); its latency
+  is its arrival time minus the time the client sent the chunk that completed that audio
+  (including the 15 ms a 25 ms frame reaches past its 10 ms hop);
+* final latency p50/p95: from sending ``end`` to the final result;
+* server cores and RSS, client cores, errors (error events, refusals, closes other than
+  1000, missing ``done``, server ``asr_errors_total``), and leaked streams after the clients
+  are gone (``asr_active_streams`` / ``asr_scheduler_streams`` of ``/metrics``);
 
-    python tools/bench_server.py --clients 50 --seconds 5                  # in-process server, random
-                                                                          # weights of the default size
-    python tools/bench_server.py --model exp/ckpt.pt --clients 100 --audio speech.wav
-    python tools/bench_server.py --url ws://127.0.0.1:2700/asr --clients 20  # a running server
+then the largest N with p95 partial latency <= ``--target-ms`` and no errors. ``--int8`` runs
+the same sweep against an int8 server, side by side. ``--churn MINUTES`` then keeps ~80 %
+of that N connected for MINUTES: each client streams 2-15 s and leaves (one in seven
+drops the connection without ``end``), a new one takes its place; reported: sessions, RSS
+after warm-up (first minute) and its drift to the end, errors, leaked streams.
 
-With no ``--model`` and no ``--url`` the model has random weights (``ModelConfig()`` sizes):
-the text is meaningless but the compute, and so the load, is that of a real model.
+Usage (measure on an otherwise idle machine)::
+
+    python tools/bench_server.py --streams 50,100,150,200,250 --seconds 30 --int8
+    python tools/bench_server.py --streams 200 --churn 10 --audio DATA/real/real_dev.jsonl
+    python tools/bench_server.py --url ws://127.0.0.1:2700/asr --server-pid 1234 --streams 100
+
+``--audio``: WAV/FLAC files, directories of them, or JSON-lines manifests (``audio`` paths
+relative to the manifest); default: the repository's test speech. Everything is resampled
+to 16 kHz and cut into chunks before any client starts.
 """
 
 from __future__ import annotations
@@ -21,154 +35,254 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import random
 import re
-import statistics
+import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import List, Optional
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
 
-from streaming.client import file_chunks, run_session  # noqa: E402
+from bench_clients import CHUNK_S, Tally, audio_paths, load_chunks, session  # noqa: E402
 
-
-def synthetic_audio(seconds: float, sr: int, seed: int) -> np.ndarray:
-    """Amplitude-modulated harmonics + noise: speech-like energy, different per client."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    f0 = 110 + 40 * rng.random() + 25 * np.sin(2 * np.pi * 0.6 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / sr
-    voiced = sum(np.sin(k * phase) / k for k in range(1, 10))
-    env = (0.5 + 0.5 * np.sin(2 * np.pi * (2.5 + rng.random()) * t)) ** 2
-    return (0.2 * env * voiced + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+CLK = os.sysconf("SC_CLK_TCK")
 
 
-def random_recognizer():
-    import torch
+# ---- the server process --------------------------------------------------------------------
+class Server:
+    """``asr serve`` in a child process on a free port (or an already running one)."""
 
-    from asr.checkpoint import Recognizer
-    from asr.features import FeatureConfig
-    from asr.model import CTCModel, ModelConfig
-    from asr.tokenizer import CharTokenizer
+    def __init__(self, args, int8: bool):
+        self.proc = None
+        if args.url:
+            self.url, self.pid = args.url, args.server_pid
+            return
+        cmd = [sys.executable, "-m", "asr", "serve", "--model", args.model, "--port", "0", "--no-web",
+               "--max-connections", str(max(args.streams) + 50), "--idle-timeout", "600", *args.server_arg]
+        if int8:
+            cmd.append("--int8")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        m = re.search(r"listening on (ws://\S+/asr)", line)
+        if not m:
+            raise SystemExit(f"asr serve did not start: {line!r}")
+        self.url, self.pid, self.banner = m.group(1), self.proc.pid, line.strip()
 
-    torch.manual_seed(0)
-    tok = CharTokenizer()
-    return Recognizer(CTCModel(ModelConfig(vocab_size=tok.vocab_size)), tok, FeatureConfig(), name="random-default-size")
+    @property
+    def metrics_url(self) -> str:
+        return self.url.replace("ws://", "http://").rsplit("/", 1)[0] + "/metrics"
+
+    def metrics(self) -> dict:
+        text = urllib.request.urlopen(self.metrics_url, timeout=30).read().decode()
+        return {m.group(1): float(m.group(3)) for m in
+                (re.match(r"^([a-z_]+(\{[^}]*\})?) ([0-9.e+-]+)$", line) for line in text.splitlines()) if m}
+
+    def cpu_s(self) -> float:
+        if not self.pid:
+            return float("nan")
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime, all threads
+
+    def rss_mb(self) -> float:
+        if not self.pid:
+            return float("nan")
+        m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{self.pid}/status").read_text())
+        return int(m.group(1)) / 1024
+
+    async def wait_idle(self, timeout: float = 60.0) -> dict:
+        t = time.monotonic()
+        while True:
+            m = await asyncio.to_thread(self.metrics)
+            if m.get("asr_active_connections", 0) == 0 or time.monotonic() - t > timeout:
+                return m
+            await asyncio.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(60)
 
 
-def scrape(metrics_url: str) -> dict:
-    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$", line)
-        if m:
-            out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
-    return out
+# ---- runs ----------------------------------------------------------------------------------
+def pct(xs: List[float], q: float) -> float:
+    return float(np.percentile(xs, q)) if xs else float("nan")
 
 
-async def one_client(url, wave, sr, chunk_s, realtime):
-    t_end = None
-    stamps = []
-
-    def on_event(ev):
-        stamps.append((time.monotonic(), ev["type"]))
-
-    async def chunks():
-        nonlocal t_end
-        async for c in file_chunks(wave, sr, chunk_s, realtime):
-            yield c
-        t_end = time.monotonic()
-
-    t0 = time.monotonic()
-    events = await run_session(url, chunks(), sr, on_event=on_event)
-    t_final = max(t for t, k in stamps if k == "final")
-    partials = sum(1 for _, k in stamps if k == "partial")
-    return {"final_after_end": t_final - t_end, "wall": time.monotonic() - t0, "partials": partials,
-            "text": " ".join(e["text"] for e in events if e["type"] == "final" and e["text"])}
+def server_errors(before: dict, after: dict) -> float:
+    return sum(v - before.get(k, 0.0) for k, v in after.items() if k.startswith("asr_errors_total"))
 
 
-def pct(xs, q):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+async def measure(srv: Server, n: int, seconds: float, ring: List[bytes]) -> dict:
+    """One point of the sweep: n clients, started over one chunk interval, for ``seconds``."""
+    tally = Tally()
+    rng = random.Random(n)
+    before = await asyncio.to_thread(srv.metrics)
+    n_chunks = int(seconds / CHUNK_S)
+
+    async def client(i: int):
+        await asyncio.sleep(CHUNK_S * i / n)  # phases spread over one chunk, like independent sources
+        await session(srv.url, ring, rng.randrange(len(ring)), n_chunks, tally)
+
+    cpu0, c0, t0 = srv.cpu_s(), time.process_time(), time.monotonic()
+    await asyncio.gather(*(client(i) for i in range(n)))
+    wall = time.monotonic() - t0
+    cpu, ccpu, rss = srv.cpu_s() - cpu0, time.process_time() - c0, srv.rss_mb()
+    after = await srv.wait_idle()
+    errors = len(tally.errors) + server_errors(before, after)
+    return {"streams": n, "partial_p50": pct(tally.partial_ms, 50), "partial_p95": pct(tally.partial_ms, 95),
+            "partial_p99": pct(tally.partial_ms, 99), "final_p50": pct(tally.final_ms, 50),
+            "final_p95": pct(tally.final_ms, 95), "server_cores": cpu / wall, "server_rss_mb": rss,
+            "client_cores": ccpu / wall, "partials": len(tally.partial_ms), "errors": errors,
+            "leaked": after.get("asr_active_streams", 0) + after.get("asr_scheduler_streams", 0),
+            "error_kinds": sorted(set(tally.errors))[:5]}
 
 
-async def bench(url, args, wave_for):
-    tasks = [one_client(url, wave_for(i), args.rate, args.chunk_ms / 1000, not args.fast) for i in range(args.clients)]
-    t0 = time.monotonic()
-    results = await asyncio.gather(*tasks)
-    return results, time.monotonic() - t0
+async def churn(srv: Server, n: int, minutes: float, ring: List[bytes], warmup_s: float = 60.0) -> dict:
+    """n clients at all times for ``minutes``; RSS sampled every 5 s."""
+    tally, rng = Tally(), random.Random(1)
+    before = await asyncio.to_thread(srv.metrics)
+    t_stop = time.monotonic() + 60 * minutes
+    rss: List[tuple] = []
+
+    async def client(i: int):
+        await asyncio.sleep(CHUNK_S * i / n)
+        while time.monotonic() < t_stop:
+            k = rng.randrange(20, 150)
+            await session(srv.url, ring, rng.randrange(len(ring)), k, tally,
+                          abort_after=rng.randrange(1, k) if rng.random() < 1 / 7 else None)
+
+    async def sample():
+        t0 = time.monotonic()
+        while time.monotonic() < t_stop:
+            rss.append((time.monotonic() - t0, srv.rss_mb()))
+            await asyncio.sleep(5.0)
+
+    cpu0, c0, t0 = srv.cpu_s(), time.process_time(), time.monotonic()
+    await asyncio.gather(sample(), *(client(i) for i in range(n)))
+    wall = time.monotonic() - t0
+    after = await srv.wait_idle()
+    warm = [r for t, r in rss if t >= min(warmup_s, 0.2 * 60 * minutes)] or [r for _, r in rss]
+    return {"streams": n, "minutes": minutes, "sessions": tally.sessions, "aborted": tally.aborted,
+            "partial_p95": pct(tally.partial_ms, 95), "final_p95": pct(tally.final_ms, 95),
+            "server_cores": (srv.cpu_s() - cpu0) / wall, "client_cores": (time.process_time() - c0) / wall,
+            "rss_warm_mb": warm[0], "rss_end_mb": warm[-1], "rss_max_mb": max(warm),
+            "rss_drift_pct": 100 * (warm[-1] - warm[0]) / warm[0],
+            "errors": len(tally.errors) + server_errors(before, after), "error_kinds": sorted(set(tally.errors))[:5],
+            "leaked": after.get("asr_active_streams", 0) + after.get("asr_scheduler_streams", 0),
+            "open_connections_after": after.get("asr_active_connections", 0)}
+
+
+# ---- report --------------------------------------------------------------------------------
+def table(rows: List[dict], target_ms: float) -> str:
+    head = ("model", "N", "partial p50/p95/p99 ms", "final p50/p95 ms", "server cores", "server RSS MB",
+            "client cores", "partials", "errors", "leaked")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['streams']} | {r['partial_p50']:.0f} / {r['partial_p95']:.0f} / "
+                     f"{r['partial_p99']:.0f} | {r['final_p50']:.0f} / {r['final_p95']:.0f} | {r['server_cores']:.2f} | "
+                     f"{r['server_rss_mb']:.0f} | {r['client_cores']:.2f} | {r['partials']} | {r['errors']:.0f} | "
+                     f"{r['leaked']:.0f} |")
+    for model in dict.fromkeys(r["model"] for r in rows):
+        ok = [r["streams"] for r in rows if r["model"] == model and r["partial_p95"] <= target_ms and not r["errors"]]
+        lines.append(f"{model}: largest N with p95 partial latency <= {target_ms:g} ms and no errors: "
+                     f"{max(ok) if ok else 'none'}")
+    return "\n".join(lines)
+
+
+def derived_limit(model: str) -> str:
+    """The connection limit ``asr serve`` derives for this model on this machine."""
+    from asr.checkpoint import load_model
+    from streaming.capacity import default_max_connections
+    from streaming.scheduler import default_workers
+
+    return f"{default_max_connections(load_model(model), default_workers())} ({default_workers()} cores)"
+
+
+def run_variant(args, int8: bool, ring: List[bytes], rows: List[dict]) -> Optional[Server]:
+    """The sweep against one server (float or int8); the server is returned still running
+    when a churn run follows on it."""
+    srv = Server(args, int8)
+    name = "int8" if int8 else "float"
+    try:
+        if srv.proc is not None:
+            print(f"# {name}: {srv.banner}", file=sys.stderr, flush=True)
+        asyncio.run(measure(srv, min(10, max(args.streams)), min(5.0, args.seconds), ring))  # warm-up, not reported
+        for n in args.streams:
+            r = asyncio.run(measure(srv, n, args.seconds, ring))
+            r["model"] = name
+            rows.append(r)
+            print(f"# {name} N={n}: p95 {r['partial_p95']:.0f} ms, server {r['server_cores']:.2f} cores, "
+                  f"errors {r['errors']:.0f} {r['error_kinds']}", file=sys.stderr, flush=True)
+    except BaseException:
+        srv.stop()
+        raise
+    if args.churn and not int8:
+        return srv
+    srv.stop()
+    return None
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--url", help="benchmark a running server (ws://HOST:PORT/asr); default: start one in-process")
-    p.add_argument("--model", help="checkpoint for the in-process server (default: random weights, default size)")
-    p.add_argument("--clients", type=int, default=50)
-    p.add_argument("--seconds", type=float, default=5.0, help="audio per client (synthetic), s")
-    p.add_argument("--audio", help="a file every client sends instead of synthetic audio")
-    p.add_argument("--rate", type=int, default=16000, help="sample rate of synthetic audio, Hz")
-    p.add_argument("--chunk-ms", type=float, default=100.0)
-    p.add_argument("--fast", action="store_true", help="send as fast as possible instead of in real time")
-    p.add_argument("--threads", type=int, default=1, help="torch threads of the in-process server")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--streams", default="50,100,150,200,250", help="comma-separated N (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=30.0, help="audio per client per N, s (default: %(default)s)")
+    p.add_argument("--audio", nargs="+", default=[str(ROOT / "tests" / "fixtures")],
+                   help="files, directories or JSON-lines manifests of speech (default: tests/fixtures)")
+    p.add_argument("--model", default="default", help="model of the server started here (default: %(default)s)")
+    p.add_argument("--int8", action="store_true", help="also run the sweep with --int8, side by side")
+    p.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument for asr serve, repeatable (e.g. --server-arg=--workers=2)")
+    p.add_argument("--url", help="benchmark a running server (ws://HOST:PORT/asr) instead of starting one")
+    p.add_argument("--server-pid", type=int, help="with --url: its process id, for CPU and RSS")
+    p.add_argument("--target-ms", type=float, default=150.0, help="p95 partial latency target (default: %(default)s)")
+    p.add_argument("--churn", type=float, default=0.0, metavar="MINUTES", help="then a churn run of this long")
+    p.add_argument("--churn-streams", type=int, help="clients in the churn run (default: 80%% of the largest N "
+                   "meeting the target, or of the largest N)")
+    p.add_argument("--json", help="also write every result to this file")
     args = p.parse_args(argv)
-    if args.clients < 1 or args.clients > 1000 or args.seconds <= 0:
-        p.error("--clients must be 1..1000 and --seconds positive")
+    args.streams = [int(x) for x in args.streams.split(",") if x.strip()]
+    if not args.streams or min(args.streams) < 1 or args.seconds < 1:
+        p.error("--streams must list positive numbers and --seconds be at least 1")
+    if args.url and args.int8:
+        p.error("--int8 starts its own server; not with --url")
 
-    if args.audio:
-        from asr.audio import read_audio
-
-        wav, args.rate = read_audio(args.audio)
-        wave_for = lambda i: wav  # noqa: E731
-    else:
-        wave_for = lambda i: synthetic_audio(args.seconds, args.rate, seed=i)  # noqa: E731
-
-    srv = None
-    url = args.url
-    if url is None:
-        import torch
-
-        from asr.checkpoint import load_model
-        from streaming.server import BackgroundServer, ServerConfig
-
-        torch.set_num_threads(args.threads)
-        rec = load_model(args.model) if args.model else random_recognizer()
-        srv = BackgroundServer(rec, ServerConfig(port=0, max_connections=max(100, args.clients + 1)))
-        url = srv.url + "/asr"
-    metrics_url = url.replace("wss://", "https://").replace("ws://", "http://").rsplit("/", 1)[0] + "/metrics"
-    try:
-        before = scrape(metrics_url)
-        results, wall = asyncio.run(bench(url, args, wave_for))
-        after = scrape(metrics_url)
-    finally:
-        if srv is not None:
+    ring = load_chunks(audio_paths(args.audio))
+    load = Path("/proc/loadavg").read_text().split()[0]
+    print(f"# {len(ring) * CHUNK_S:.0f} s of audio in the ring; {os.cpu_count()} CPUs; load average {load} "
+          "(measure on an idle machine)", file=sys.stderr, flush=True)
+    rows: List[dict] = []
+    srv = run_variant(args, False, ring, rows)
+    if args.int8:
+        run_variant(args, True, ring, rows)
+    print(table(rows, args.target_ms))
+    result = {"sweep": rows}
+    if srv is not None:
+        try:
+            ok = [r["streams"] for r in rows if r["model"] == "float" and r["partial_p95"] <= args.target_ms
+                  and not r["errors"]]
+            n = args.churn_streams or max(1, int(0.8 * (max(ok) if ok else max(args.streams))))
+            c = asyncio.run(churn(srv, n, args.churn, ring))
+        finally:
             srv.stop()
-
-    d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
-    lat = [r["final_after_end"] for r in results]
-    audio_s = sum(len(wave_for(i)) for i in range(args.clients)) / args.rate
-    steps = d.get("asr_batch_size_count", 0)
-    summary = {
-        "clients": args.clients, "audio_s_per_client": round(audio_s / args.clients, 2),
-        "realtime": not args.fast, "wall_s": round(wall, 2),
-        "final_after_end_s": {"p50": round(pct(lat, 0.5), 3), "p90": round(pct(lat, 0.9), 3), "max": round(max(lat), 3)},
-        "partials_per_client": round(statistics.mean(r["partials"] for r in results), 1),
-        "model_steps": int(steps),
-        "mean_batch": round(d.get("asr_batch_size_sum", 0) / steps, 1) if steps else 0,
-        "mean_step_ms": round(1000 * d.get("asr_step_seconds_sum", 0) / steps, 1) if steps else 0,
-        "server_compute_share": round(d.get("asr_step_seconds_sum", 0) / wall, 3),
-        "mean_event_latency_ms": round(1000 * d.get("asr_result_latency_seconds_sum", 0)
-                                       / max(1, d.get("asr_result_latency_seconds_count", 0)), 1),
-        "errors": {k: v for k, v in d.items() if k.startswith("asr_errors_total") and v},
-    }
+        result["churn"] = c
+        print(f"\nchurn, float, {c['streams']} clients for {c['minutes']:g} min: {c['sessions']} sessions "
+              f"({c['aborted']} dropped without end); p95 partial {c['partial_p95']:.0f} ms, final {c['final_p95']:.0f} ms; "
+              f"server {c['server_cores']:.2f} cores, client {c['client_cores']:.2f}; RSS after warm-up "
+              f"{c['rss_warm_mb']:.0f} MB -> end {c['rss_end_mb']:.0f} MB (drift {c['rss_drift_pct']:+.1f} %, max "
+              f"{c['rss_max_mb']:.0f}); errors {c['errors']:.0f} {c['error_kinds']}; leaked streams {c['leaked']:.0f}; "
+              f"connections open after {c['open_connections_after']:.0f}")
+    if not args.url:
+        print(f"derived default connection limit of asr serve here: {derived_limit(args.model)}")
     if args.json:
-        print(json.dumps(summary))
-    else:
-        for k, v in summary.items():
-            print(f"{k:24s} {v}")
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
 
