@@ -26,6 +26,8 @@ from .server import ASRServer, ServerConfig, tls_context
 
 __all__ = ["run_server", "register"]
 
+GIL_SWITCH_S = 0.0005  # sys.setswitchinterval of the server process (see _main)
+
 
 async def run_server(rec, cfg: ServerConfig, final_decoder: Optional[Decoder] = None) -> int:
     server = await ASRServer(rec, cfg, final_decoder).start()
@@ -53,6 +55,10 @@ def _main(args) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     torch.set_num_threads(args.threads or _threads_per_worker(args.workers))
+    # Each torch operator of a worker releases the GIL and must take it back; while the event
+    # loop runs Python, a thread waiting for the GIL gets it only after the switch interval
+    # (5 ms by default), which would stretch every model step under load.
+    sys.setswitchinterval(GIL_SWITCH_S)
     if args.keyfile and not args.certfile:
         raise ValueError("--keyfile needs --certfile")
     if args.certfile:
