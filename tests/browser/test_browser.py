@@ -39,24 +39,28 @@ def bursts_with_pauses(seconds_per_burst=(1.2, 1.0, 1.4)):
 
 
 class Recording:
-    """Wraps a Recognizer so every stream the server opens records the audio it is fed."""
+    """Wraps a Recognizer so every stream the server opens records the audio it is fed
+    (everything else, e.g. the model the server sizes its limits by, is the recognizer's)."""
 
     def __init__(self, rec):
         self.rec = rec
         self.name = rec.name
         self.fed = []
 
+    def __getattr__(self, name):
+        return getattr(self.rec, name)
+
     def stream(self, sample_rate, **kw):
         st = self.rec.stream(sample_rate, **kw)
         chunks = []
         self.fed.append((sample_rate, chunks))
-        feed = st.feed
+        windows = st._windows  # where Stream.feed and the server's batched feed_streams both pass
 
-        def recording_feed(samples):
+        def recording_windows(samples):
             chunks.append(np.array(samples, copy=True))
-            feed(samples)
+            return windows(samples)
 
-        st.feed = recording_feed
+        st._windows = recording_windows
         return st
 
 
