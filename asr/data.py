@@ -94,8 +94,9 @@ class SpeechDataset(torch.utils.data.Dataset):
 
     def __init__(self, utts: Sequence[Utterance], tokenizer, logmel: LogMel, augmenter=None,
                  spec_augment: bool = False, seed: int = 0, max_spec_time_masks: int = 2,
-                 voice_channel_prob: float = 0.0):
+                 voice_channel_prob: float = 0.0, tail_padding_s: float = 0.0):
         self.utts = list(utts)
+        self.tail_padding_s = tail_padding_s  # zeros after each clip (validation: as Stream.finish)
         self.tok = tokenizer
         self.logmel = logmel
         self.augmenter = augmenter
@@ -120,6 +121,8 @@ class SpeechDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, epoch, idx])
         if self.augmenter is not None and aug_scale > 0 and rng.random() < aug_scale:
             wave = self.augmenter(wave, rng)
+        if self.tail_padding_s > 0:
+            wave = np.concatenate([wave, np.zeros(int(round(self.tail_padding_s * self.logmel.cfg.sample_rate)), wave.dtype)])
         feats = self.logmel(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)))
         if self.voice_channel_prob > 0 and aug_scale > 0 and feats.shape[0] > 0 \
                 and rng.random() < self.voice_channel_prob:

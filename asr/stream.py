@@ -44,10 +44,14 @@ from .decoding import Decoder, EndpointConfig, GreedyCTCDecoder, Result, Word
 from .features import StreamingFeatures, StreamingResampler, to_mono_float
 from .model import stack_states, unstack_states
 
-__all__ = ["Stream", "decode_streams", "feed_streams", "feed_chunks", "audio_chunks", "chunk_samples", "StreamClosedError",
+__all__ = ["Stream", "TAIL_PADDING_S", "decode_streams", "feed_streams", "feed_chunks", "audio_chunks", "chunk_samples", "StreamClosedError",
            "MIN_SAMPLE_RATE", "MAX_SAMPLE_RATE"]
 
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000  # Hz of the input audio a stream accepts
+# Silence fed after the end of input (sherpa-onnx's "tail paddings"): a causal model emits a
+# word's last tokens a little after hearing them, so a clip cut right after its last word
+# would lose them.
+TAIL_PADDING_S = 0.3
 
 _ids = itertools.count(1)
 
@@ -64,6 +68,8 @@ class Stream:
         recognizer: the shared model bundle (``asr.load_model(...)``).
         sample_rate: rate of the audio that will be fed, Hz (resampled to 16 kHz).
         endpoint: endpointing rule used by :meth:`pop_endpoint`.
+        tail_padding_s: seconds of silence (zeros) :meth:`finish` feeds after the input (none
+            after an empty input).
         keep_log_probs: keep every output step's log-probabilities (tests, analysis).
         final_decoder: decodes each segment's ``(steps, vocab)`` log-probabilities into its
             final :class:`Result` when the segment closes (:meth:`pop_endpoint`,
@@ -73,11 +79,15 @@ class Stream:
     """
 
     def __init__(self, recognizer, sample_rate: int = 16000, endpoint: EndpointConfig = EndpointConfig(),
-                 keep_log_probs: bool = False, final_decoder: Optional[Decoder] = None):
+                 keep_log_probs: bool = False, final_decoder: Optional[Decoder] = None,
+                 tail_padding_s: float = TAIL_PADDING_S):
         if not isinstance(sample_rate, int) or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
             raise ValueError(f"sample_rate must be an integer between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz, "
                              f"got {sample_rate!r}")
+        if not 0 <= tail_padding_s <= 10:
+            raise ValueError(f"tail_padding_s must be between 0 and 10 s, got {tail_padding_s!r}")
         self.id = next(_ids)
+        self.tail_padding_s = tail_padding_s
         self.rec = recognizer
         self.sample_rate = sample_rate
         self.endpoint_cfg = endpoint
@@ -214,7 +224,8 @@ class Stream:
         return out
 
     def finish(self) -> Result:
-        """End of input: flush every buffer, decode, and return the last segment's result.
+        """End of input: flush every buffer, feed ``tail_padding_s`` of silence, decode, and
+        return the last segment's result.
 
         Frames that do not fill a whole subsampling block (< 40 ms) are dropped, as in
         whole-utterance training. For the whole stream's text use :meth:`full_result`.
@@ -222,20 +233,44 @@ class Stream:
         if self.finished:
             raise StreamClosedError("stream already finished")
         tail = self.resampler.flush()
+        pad = int(round(self.tail_padding_s * self.rec.features.sample_rate)) if self.samples_in else 0
+        if pad:
+            tail = torch.cat([tail, torch.zeros(pad, dtype=tail.dtype)])
         if tail.numel():
             self._add_frames(self.features.accept(tail))
         decode_streams([self])
         self.finished = True
-        return self._close_segment() if self.final_decoder is not None else self.decoder.result()
+        return self._within_input(self._close_segment() if self.final_decoder is not None else self.decoder.result())
 
     def full_result(self) -> Result:
         """Hypothesis over the whole stream, all segments joined (with a final decoder: the
         closed segments' finals and the open segment decoded by it)."""
         greedy = self.decoder.full_result()
         if self.final_decoder is None:
-            return greedy
+            return self._within_input(greedy)
         words = self._final_words + (self._final(self.decoder.result()).words if not self.finished else [])
-        return Result.of_words(words, greedy.start, greedy.end)
+        return self._within_input(Result.of_words(words, greedy.start, greedy.end))
+
+    def _within_input(self, res: Result) -> Result:
+        """After :meth:`finish`, ``res`` with no time past the end of the input: a word the
+        model ends in the tail padding ends with the audio."""
+        if not self.finished:
+            return res
+        t, step = self.seconds_in, self.rec.step_s
+
+        def clip(words: List[Word]) -> List[Word]:
+            out = []
+            for w in words:
+                end = min(w.end, t)
+                out.append(Word(w.word, max(min(w.start, end - step), 0.0), end, w.conf))
+            return out
+
+        res.words = clip(res.words)
+        res.end = min(res.end, t)
+        res.start = min(res.start, res.end)
+        for a in res.alternatives:
+            a.words = clip(a.words)
+        return res
 
     def all_log_probs(self) -> torch.Tensor:
         """``(steps, vocab)``; needs ``keep_log_probs=True``."""

@@ -41,12 +41,13 @@ def extra_dev_names(paths: Sequence[str]) -> Dict[str, str]:
 
 @torch.no_grad()
 def evaluate_manifest(model: CTCModel, tok, logmel: LogMel, utts, step_s: float, max_seconds: float = 200.0):
-    """Dev loss per token, WER and CER (greedy, offline forward == streaming path),
-    scored by :func:`asr.evaluate.score` like every other evaluation."""
+    """Dev loss per token, WER and CER (greedy, offline forward == streaming path, with the
+    stream's tail padding), scored by :func:`asr.evaluate.score` like every other evaluation."""
     from .evaluate import score
+    from .stream import TAIL_PADDING_S
 
     model.eval()
-    ds = SpeechDataset(utts, tok, logmel)
+    ds = SpeechDataset(utts, tok, logmel, tail_padding_s=TAIL_PADDING_S)
     sampler = BucketBatchSampler([u.duration for u in utts], max_seconds, sorta_grad=True, max_duration=1e9)
     loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate,
                                          generator=torch.Generator().manual_seed(0))

@@ -8,7 +8,7 @@ import torchaudio
 from asr.checkpoint import load_model
 from asr.features import LogMel, StreamingFeatures, StreamingResampler, num_frames
 from asr.model import stack_states, unstack_states
-from asr.stream import Stream, decode_streams, feed_chunks
+from asr.stream import TAIL_PADDING_S, Stream, decode_streams, feed_chunks
 
 from conftest import ShoutingGreedy, speechlike
 
@@ -18,6 +18,8 @@ CHUNKS = [1, 160, 592, 2560, 16000, None]
 
 
 def offline_log_probs(rec, wave: np.ndarray) -> torch.Tensor:
+    """Whole-utterance forward over the 16 kHz ``wave`` and the silence a stream's finish adds."""
+    wave = np.concatenate([wave, np.zeros(int(round(TAIL_PADDING_S * rec.features.sample_rate)), wave.dtype)])
     feats = rec.logmel(torch.from_numpy(wave))
     with torch.no_grad():
         lp, lens = rec.model(feats[None], torch.tensor([feats.shape[0]]))
@@ -50,6 +52,24 @@ def test_chunked_equals_offline(rnn, chunk, rec_gru, rec_lstm):
     ref_text = rec.transcribe(wave).text
     assert st.full_result().text == ref_text
     assert ref_text  # the sharpened random model emits something, so equality is not vacuous
+
+
+def test_tail_padding(rec_gru):
+    """finish() feeds tail_padding_s of zeros (0: the bare input); no time past the input's end."""
+    wave = speechlike(1.0, seed=4)
+    bare = Stream(rec_gru, keep_log_probs=True, tail_padding_s=0.0)
+    bare.accept_waveform(wave)
+    bare.finish()
+    feats = rec_gru.logmel(torch.from_numpy(wave))
+    with torch.no_grad():
+        lp, lens = rec_gru.model(feats[None], torch.tensor([feats.shape[0]]))
+    assert bare.all_log_probs().shape[0] == int(lens[0])
+    padded = run_stream(rec_gru, wave, 2560)
+    assert padded.all_log_probs().shape[0] == offline_log_probs(rec_gru, wave).shape[0] > int(lens[0]) + 5
+    res = padded.full_result()
+    assert res.end <= 1.0 and all(w.end <= 1.0 for w in res.words)
+    with pytest.raises(ValueError, match="tail_padding_s"):
+        Stream(rec_gru, tail_padding_s=-1.0)
 
 
 @pytest.mark.parametrize("strides,kernel", [((2, 3), 3), ((2, 2, 2), 3), ((2, 4), 5)])
