@@ -17,9 +17,10 @@ sf = pytest.importorskip("soundfile")
 pytest.importorskip("scipy")
 
 from asr.augment import AugmentConfig, Augmenter  # noqa: E402
+from asr.jsonl import read_jsonl, write_jsonl  # noqa: E402
 from asr.text import is_clean, normalize  # noqa: E402
 
-from recipes.synth import prepare  # noqa: E402
+from recipes.synth import prepare, textpool  # noqa: E402
 
 MANIFEST_KEYS = {"audio": str, "text": str, "duration": float, "voice": str, "engine": str}
 SENTENCES = [
@@ -47,7 +48,7 @@ def tiny_corpus(tmp_path_factory):
     _, recs = engines.synth_chunk((chunk_file, jobs))
     assert len(recs) == len(jobs), "espeak-ng failed to synthesise the test sentences"
     manifest = str(root / "train.jsonl")
-    prepare.write_jsonl(manifest, recs)
+    write_jsonl(manifest, recs)
     return root, manifest
 
 
@@ -55,7 +56,7 @@ def tiny_corpus(tmp_path_factory):
 def test_manifest_format(tiny_corpus):
     root, manifest = tiny_corpus
     assert not os.path.exists(manifest + ".tmp")
-    recs = prepare.read_jsonl(manifest)
+    recs = read_jsonl(manifest)
     assert len(recs) == len(SENTENCES)
     for r in recs:
         assert set(r) == set(MANIFEST_KEYS)
@@ -71,7 +72,7 @@ def test_manifest_format(tiny_corpus):
 
 def test_trimmed_silence_kept_short(tiny_corpus):
     _, manifest = tiny_corpus
-    for r in prepare.read_jsonl(manifest):
+    for r in read_jsonl(manifest):
         x, _ = sf.read(r["audio"], dtype="float32")
         thr = 0.01 * np.abs(x).max()
         active = np.flatnonzero(np.abs(x) > thr)
@@ -83,32 +84,32 @@ def test_trimmed_silence_kept_short(tiny_corpus):
 # --------------------------------------------------------------------------- text
 def test_make_item_rules():
     # clean text is spoken as written, the reference is normalised
-    assert prepare.make_item("The dog barked loudly.") == ("the dog barked loudly", "The dog barked loudly.")
+    assert textpool.make_item("The dog barked loudly.") == ("the dog barked loudly", "The dog barked loudly.")
     # numbers: the engine reads the normalised text so audio and reference agree
-    norm, speak = prepare.make_item("I have 3 cats and 2 dogs.")
+    norm, speak = textpool.make_item("I have 3 cats and 2 dogs.")
     assert norm == speak == "i have three cats and two dogs"
     # all-caps words would be spelled out by some engines: speak the normalised text
-    assert prepare.make_item("Do NOT touch it now.")[1] == "do not touch it now"
+    assert textpool.make_item("Do NOT touch it now.")[1] == "do not touch it now"
     # ambiguous abbreviations, code/ascii art, too short or too long: dropped
-    assert prepare.make_item("Dr. Smith went to Washington today.") is None
-    assert prepare.make_item("if (x) { return y; } /* ok */") is None
-    assert prepare.make_item("Hi there.") is None
-    assert prepare.make_item(" ".join(["word"] * 26)) is None
+    assert textpool.make_item("Dr. Smith went to Washington today.") is None
+    assert textpool.make_item("if (x) { return y; } /* ok */") is None
+    assert textpool.make_item("Hi there.") is None
+    assert textpool.make_item(" ".join(["word"] * 26)) is None
     assert is_clean("Please hold.") and not is_clean("Press 1.")
 
 
 def test_fortune_and_wordnet_parsing():
     text = ("Never put off till tomorrow what you can do today. Unless it is fun!\n"
             "\t\t-- Mark Twain\n%\nA second fortune\nspans two lines.\n  -- Anonymous\n%\n")
-    entries = prepare.fortune_entries(text)
+    entries = textpool.fortune_entries(text)
     assert entries == ["Never put off till tomorrow what you can do today. Unless it is fun!",
                        "A second fortune spans two lines."]
-    assert prepare.split_sentences(entries[0]) == ["Never put off till tomorrow what you can do today.",
+    assert textpool.split_sentences(entries[0]) == ["Never put off till tomorrow what you can do today.",
                                                    "Unless it is fun!"]
     line = ('00001740 03 n 01 entity 0 003 ~ 00001930 n 0000 | a small dog; "the dog barked all night"; '
             '"she walked the dog"  \n')
-    assert prepare.wordnet_examples(line) == ["the dog barked all night", "she walked the dog"]
-    assert prepare.wordnet_examples("  1 This software and database is being provided") == []
+    assert textpool.wordnet_examples(line) == ["the dog barked all night", "she walked the dog"]
+    assert textpool.wordnet_examples("  1 This software and database is being provided") == []
 
 
 def test_split_pools_disjoint_and_deterministic():
@@ -116,22 +117,22 @@ def test_split_pools_disjoint_and_deterministic():
     words = ["alpha", "beta", "gamma", "delta", "omega", "kappa", "sigma"]
     items = [(" ".join(rng.choice(words, 4)), "x") for _ in range(3000)]
     items += items[:500]  # duplicates must not leak across pools
-    pools = prepare.split_pools(items, seed=7, dev_frac=0.05, test_frac=0.1)
+    pools = textpool.split_pools(items, seed=7, dev_frac=0.05, test_frac=0.1)
     sets = {k: {n for n, _ in v} for k, v in pools.items()}
     assert not (sets["train"] & sets["dev"]) and not (sets["train"] & sets["test"]) \
         and not (sets["dev"] & sets["test"])
     assert sum(len(v) for v in pools.values()) == len({n for n, _ in items})
     assert all(len(v) == len(sets[k]) for k, v in pools.items())  # no duplicates inside a pool
-    again = prepare.split_pools(list(reversed(items)), seed=7, dev_frac=0.05, test_frac=0.1)
+    again = textpool.split_pools(list(reversed(items)), seed=7, dev_frac=0.05, test_frac=0.1)
     assert again == pools  # independent of input order
-    assert prepare.split_pools(items, seed=8, dev_frac=0.05, test_frac=0.1)["dev"] != pools["dev"]
+    assert textpool.split_pools(items, seed=8, dev_frac=0.05, test_frac=0.1)["dev"] != pools["dev"]
 
 
 def test_short_pool_cuts_one_and_two_word_items_from_training_text():
     train = ["the cat sat on the mat", "the dog sat on a log", "a cat ran", "zebra quietly left"]
-    pool = prepare.short_pool(train, n_items=400, seed=7)
-    assert pool == prepare.short_pool(train, n_items=400, seed=7)  # deterministic under the seed
-    assert pool != prepare.short_pool(train, n_items=400, seed=8)
+    pool = textpool.short_pool(train, n_items=400, seed=7)
+    assert pool == textpool.short_pool(train, n_items=400, seed=7)  # deterministic under the seed
+    assert pool != textpool.short_pool(train, n_items=400, seed=8)
     assert len(pool) == 400 and all(norm == speak for norm, speak in pool)
     texts = [norm for norm, _ in pool]
     ones = [t for t in texts if len(t.split()) == 1]
@@ -143,7 +144,7 @@ def test_short_pool_cuts_one_and_two_word_items_from_training_text():
     pairs = {(s.split()[k], s.split()[k + 1]) for s in train for k in range(len(s.split()) - 1)}
     assert all(tuple(p) in pairs for p in twos) and len({tuple(p) for p in twos}) > 5
     with pytest.raises(ValueError):
-        prepare.short_pool(["solo"], n_items=3, seed=0)
+        textpool.short_pool(["solo"], n_items=3, seed=0)
 
 
 def test_text_stage_on_small_input(tmp_path, monkeypatch):
@@ -153,14 +154,14 @@ def test_text_stage_on_small_input(tmp_path, monkeypatch):
                       for w in ["apples", "pears", "plums", "figs", "dates", "limes", "kiwis", "grapes"] * 3)
     (fdir / "tiny").write_text(body)
     (fdir / "tiny.dat").write_bytes(b"\x00\x01")
-    monkeypatch.setattr(prepare, "FORTUNE_DIR", str(fdir))
-    monkeypatch.setattr(prepare, "WORDNET_GLOB", str(tmp_path / "nothing.*"))
+    monkeypatch.setattr(textpool, "FORTUNE_DIR", str(fdir))
+    monkeypatch.setattr(textpool, "WORDNET_GLOB", str(tmp_path / "nothing.*"))
 
     class A:
         data_dir = str(tmp_path / "data")
         seed = 3
     prepare.stage1_text(A)
-    pools = {s: prepare.load_pool(A.data_dir, s) for s in ("train", "dev", "test")}
+    pools = {s: textpool.load_pool(A.data_dir, s) for s in ("train", "dev", "test")}
     assert sum(len(p) for p in pools.values()) == 16  # 8 fruits x 2 sentences, duplicates removed
     flat = [n for p in pools.values() for n, _ in p]
     assert len(flat) == len(set(flat)) and all(n == normalize(n) for n in flat)
@@ -249,7 +250,7 @@ def test_augment_snr_is_respected():
 def test_manifest_json_lines_atomic(tmp_path):
     p = str(tmp_path / "m.jsonl")
     recs = [{"audio": "/a.wav", "text": "a b", "duration": 1.5, "voice": "v", "engine": "e"}]
-    prepare.write_jsonl(p, recs)
+    write_jsonl(p, recs)
     assert [json.loads(line) for line in open(p)] == recs and not os.path.exists(p + ".tmp")
 
 
@@ -273,7 +274,7 @@ def test_extra_voices_uses_only_chosen_engines_and_training_text(tmp_path, monke
     assert seen["split"] == "xtrain_rhvoice" and seen["hours"] == 0.5
     assert seen["pool"] == [("a training sentence", "A training sentence.")]
     assert seen["voices"] and {v["engine"] for v in seen["voices"].values()} == {"rhvoice"}
-    recs = prepare.read_jsonl(str(data / "xtrain_rhvoice.jsonl"))
+    recs = read_jsonl(str(data / "xtrain_rhvoice.jsonl"))
     assert [r["voice"] for r in recs] == sorted(seen["voices"])
     with pytest.raises(SystemExit):  # no text pools: a clear error, not a traceback
         extra_voices.main(["--engines", "piper", "--data-dir", str(tmp_path / "empty")])

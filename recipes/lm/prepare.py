@@ -77,7 +77,7 @@ def _write_sents(path: str, sents) -> tuple:
 
 def debian_sentences():
     """(source, raw sentence) from fortunes and WordNet, split as recipes/synth stage 1 does."""
-    from recipes.synth.prepare import collect_sentences
+    from recipes.synth.textpool import collect_sentences
 
     return collect_sentences()
 

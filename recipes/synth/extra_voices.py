@@ -29,9 +29,12 @@ import sys
 if __package__ in (None, ""):  # run as a script (python3 recipes/synth/extra_voices.py): `recipes` is in this checkout
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from asr.jsonl import write_jsonl  # noqa: E402
+from recipes.synth.common import log  # noqa: E402
 from recipes.synth.datacard import _summ  # noqa: E402
 from recipes.synth.engines import heldout_voices  # noqa: E402
-from recipes.synth.prepare import generate, load_pool, log, write_jsonl  # noqa: E402
+from recipes.synth.generate import generate  # noqa: E402
+from recipes.synth.textpool import load_pool  # noqa: E402
 
 ENGINES = ("pico2wave", "piper", "rhvoice")
 
