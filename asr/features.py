@@ -98,6 +98,7 @@ class LogMel(torch.nn.Module):
         if windows.shape[0] == 0:  # MKL's FFT refuses an empty batch
             return windows.new_zeros(0, self.cfg.n_mels)
         spec = torch.fft.rfft(windows * self.mel.spectrogram.window, n=self.cfg.n_fft)
+        # abs().pow(2) as torchaudio computes it: |re + i im|^2 summed otherwise differs in the last bits
         mel = spec.abs().pow(2.0) @ self.mel.mel_scale.fb  # (frames, n_mels)
         return torch.log(mel + self.cfg.log_floor)
 
@@ -112,7 +113,7 @@ class StreamingFeatures:
     def __init__(self, logmel: LogMel):
         self.logmel = logmel
         self.cfg = logmel.cfg
-        self._buf = torch.zeros(0)
+        self._buf = np.zeros(0, np.float32)  # samples from the start of the next frame on
 
     def accept(self, samples: torch.Tensor) -> torch.Tensor:
         return self.logmel.of_windows(self.windows(samples))
@@ -120,14 +121,19 @@ class StreamingFeatures:
     def windows(self, samples: torch.Tensor) -> torch.Tensor:
         """The analysis windows ``(frames, win_length)`` these samples complete (a view of
         the buffer); the samples of the next, incomplete frame are kept."""
-        buf = torch.cat([self._buf, samples.float()]) if self._buf.numel() else samples.float()
-        n = num_frames(buf.numel(), self.cfg)
+        # numpy, not torch: a server calls this for every stream at every step, and numpy's
+        # per-call overhead is a fraction of torch's
+        x = samples.float().numpy()
+        buf = np.concatenate([self._buf, x]) if self._buf.size else x
+        n = num_frames(buf.size, self.cfg)
         if n == 0:
-            self._buf = buf
-            return buf.new_zeros(0, self.cfg.win_length)
+            self._buf = buf.copy()  # x may be the caller's memory
+            return torch.zeros(0, self.cfg.win_length)
         # keep everything from the start of the next frame on
-        self._buf = buf[n * self.cfg.hop_length :].clone()
-        return buf.unfold(0, self.cfg.win_length, self.cfg.hop_length)[:n]
+        self._buf = buf[n * self.cfg.hop_length :].copy()
+        if not buf.flags.writeable:
+            buf = buf.copy()
+        return torch.as_strided(torch.from_numpy(buf), (n, self.cfg.win_length), (self.cfg.hop_length, 1))
 
 
 class StreamingResampler:
@@ -219,6 +225,7 @@ def to_mono_float(samples, name: str = "audio") -> torch.Tensor:
         arr = samples.detach().cpu().numpy()
     else:
         arr = np.asarray(samples)
+    check_finite = arr.dtype.kind == "f"  # integer PCM is always finite
     if arr.dtype == np.int16:
         arr = arr.astype(np.float32) / 32768.0
     elif arr.dtype == np.int32:
@@ -233,6 +240,6 @@ def to_mono_float(samples, name: str = "audio") -> torch.Tensor:
         arr = arr.mean(axis=1)
     elif arr.ndim != 1:
         raise ValueError(f"{name}: expected (samples,) or (samples, channels), got shape {arr.shape}")
-    if not np.isfinite(arr).all():
+    if check_finite and not np.isfinite(arr).all():
         raise ValueError(f"{name}: contains NaN or infinite samples")
     return torch.from_numpy(np.ascontiguousarray(arr))
