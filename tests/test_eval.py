@@ -373,12 +373,14 @@ def test_recipe_run_end_to_end(ckpt, manifest, tmp_path, capsys, monkeypatch, no
     import sys
     import types
 
+    from recipes.eval.systems import model_tag
+
     monkeypatch.setitem(sys.modules, "pocketsphinx", types.SimpleNamespace(Decoder=FakePocketSphinxDecoder))
     run = load_eval_recipe()
     # a 16 kHz subset with relative audio paths (run.py makes them absolute for PocketSphinx)
     lines = [json.loads(x) for x in open(manifest)]
     m16 = write_manifest(os.path.join(os.path.dirname(manifest), "tiny16.jsonl"), [r for r in lines if r["audio"] != "u2.wav"])
-    tag = run.model_tag(ckpt)
+    tag = model_tag(ckpt)
     argv = ["--model", ckpt, "--out", str(tmp_path / "exp"), "--sets", m16, "missing_set", "--data-dir", str(tmp_path),
             "--speed-utts", "0", "--latency-utts", "0", "--chunk-ms", "100"]
     assert run.main(argv) == 0
