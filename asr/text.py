@@ -82,8 +82,8 @@ def number_to_words(n: int, year: bool = False) -> str:
         return "zero"
     words: list[str] = []
     for value, name in _SCALES:
-        if n >= value:
-            words += _below_thousand(n // value) + [name]
+        if n >= value:  # a thousand trillion and more: "one thousand trillion"
+            words += number_to_words(n // value).split() + [name]
             n %= value
     if n:
         words += _below_thousand(n)

@@ -45,6 +45,8 @@ def test_number_to_words():
     assert number_to_words(1001) == "one thousand one"
     assert number_to_words(1905, year=True) == "nineteen oh five"
     assert number_to_words(1900, year=True) == "nineteen hundred"
+    assert number_to_words(10**16 + 2) == "ten thousand trillion two"  # above the largest scale word
+    assert normalize("10,000,000,000,000,000") == "ten thousand trillion"
 
 
 def test_is_clean():
