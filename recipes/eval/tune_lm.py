@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a script: `asr` from this checkout, even
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     from asr.beam import BeamOptions  # the decoder's defaults
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,33 +45,32 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if any(n < 0 for n in args.beam_size_tokens) or any(not x > 0 for x in args.beam_thresholds):
         ap.error("--beam-size-tokens must be 0 or more and --beam-thresholds positive")
+    return args
 
+
+def dev_log_probs(rec, utts) -> list:
+    """Every utterance's ``(steps, vocab)`` log-probabilities from the streaming path, 16 streams at a time."""
     import torch
     from tqdm import tqdm
 
-    from asr.beam import BeamCTCDecoder, BeamOptions
-    from asr.checkpoint import load_model
-    from asr.decoding import greedy_decode
-    from asr.corpora import load_inputs
     from asr.evalrun import read_waves, run_streams
-    from asr.scoring import score
-
-    try:
-        BeamOptions(beam_size=args.beam_size)  # a bad --beam-size fails here, before any decoding
-        utts = load_inputs(args.dev, args.limit)
-        rec = load_model(args.model)
-        if not Path(args.lm).is_file():
-            raise FileNotFoundError(f"no such language model: {args.lm}")
-    except (ValueError, OSError) as e:
-        print(f"tune_lm: error: {e}", file=sys.stderr)
-        return 1
-    refs = [u.text for u in utts]
 
     lps = []
     with torch.inference_mode():
         for i in tqdm(range(0, len(utts), 16), desc="log-probs", unit=" batch"):
             idx = list(range(i, min(i + 16, len(utts))))
             lps += [st.all_log_probs() for st in run_streams(rec, read_waves(utts, idx), None, keep_log_probs=True)]
+    return lps
+
+
+def grid_rows(args, rec, lps, refs) -> list:
+    """``(decoder, tokens/step, threshold, LM weight, word score, Score, search RTF)`` of greedy
+    decoding, of the beam without LM at each pruning point and of every grid point with the LM."""
+    from tqdm import tqdm
+
+    from asr.beam import BeamCTCDecoder, BeamOptions
+    from asr.decoding import greedy_decode
+    from asr.scoring import score
 
     audio_s = sum(lp.shape[0] for lp in lps) * rec.step_s
 
@@ -91,12 +90,21 @@ def main(argv=None) -> int:
     for (n, th), w, ws in tqdm(grid, desc="grid", unit=" point"):
         rows.append(("beam + LM", n or "all", f"{th:g}", f"{w:g}", f"{ws:g}",
                      *run(beam_size_token=n or None, beam_threshold=th, lm=args.lm, lm_weight=w, word_score=ws)))
-    print(f"\n{len(utts)} utterances, {audio_s / 60:.1f} min; model {args.model}; LM {args.lm}; beam {args.beam_size}\n")
+    return rows
+
+
+def print_table(rows) -> None:
     print("| decoder | tokens/step | threshold | lm weight | word score | WER % | CER % | S/D/I | search RTF (CPU) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, n, th, w, ws, s, rtf in rows:
         print(f"| {name} | {n} | {th} | {w} | {ws} | {100 * s.wer:.2f} | {100 * s.cer:.2f} | "
               f"{s.substitutions}/{s.deletions}/{s.insertions} | {rtf:.4f} |")
+
+
+def print_best(args, rows) -> int:
+    """The `asr eval` flags of the LM point with the lowest WER (within --max-search-rtf); 1 if none."""
+    from asr.beam import BeamOptions
+
     ok = [r for r in rows if r[0] == "beam + LM" and (args.max_search_rtf is None or r[6] <= args.max_search_rtf)]
     if not ok:
         print(f"\nno LM point has a search RTF of at most {args.max_search_rtf}")
@@ -107,6 +115,29 @@ def main(argv=None) -> int:
     print(f"\nbest: --decoder beam --lm {args.lm} --lm-weight {w} --word-score {ws}{prune_flags} "
           f"(dev WER {100 * s.wer:.2f} %, search RTF {rtf:.4f})")
     return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from asr.beam import BeamOptions
+    from asr.checkpoint import load_model
+    from asr.corpora import load_inputs
+
+    try:
+        BeamOptions(beam_size=args.beam_size)  # a bad --beam-size fails here, before any decoding
+        utts = load_inputs(args.dev, args.limit)
+        rec = load_model(args.model)
+        if not Path(args.lm).is_file():
+            raise FileNotFoundError(f"no such language model: {args.lm}")
+    except (ValueError, OSError) as e:
+        print(f"tune_lm: error: {e}", file=sys.stderr)
+        return 1
+    lps = dev_log_probs(rec, utts)
+    rows = grid_rows(args, rec, lps, [u.text for u in utts])
+    audio_s = sum(lp.shape[0] for lp in lps) * rec.step_s
+    print(f"\n{len(utts)} utterances, {audio_s / 60:.1f} min; model {args.model}; LM {args.lm}; beam {args.beam_size}\n")
+    print_table(rows)
+    return print_best(args, rows)
 
 
 if __name__ == "__main__":
