@@ -157,8 +157,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def run_stage(n: int, args, marker: str) -> None:
-    """Stage ``n``; then its time goes to ``stage_times.json`` and its ``.done`` marker is written."""
+def run_stage(n: int, args) -> None:
+    """Stage ``n`` unless its ``.done`` marker exists; its time goes to ``stage_times.json``."""
+    marker = os.path.join(args.data_dir, ".done", f"stage{n}")
+    if os.path.exists(marker):
+        log(f"stage {n} ({STAGES[n].__name__}): already done, skipped")
+        return
     timings_path = os.path.join(args.data_dir, "stage_times.json")
     log(f"stage {n} ({STAGES[n].__name__}): start")
     t0 = time.time()
@@ -176,15 +180,10 @@ def run_stage(n: int, args, marker: str) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    done_dir = os.path.join(args.data_dir, ".done")
-    os.makedirs(done_dir, exist_ok=True)
+    os.makedirs(os.path.join(args.data_dir, ".done"), exist_ok=True)
     for n in range(args.stage, args.stop_stage + 1):
-        marker = os.path.join(done_dir, f"stage{n}")
-        if os.path.exists(marker):
-            log(f"stage {n} ({STAGES[n].__name__}): already done, skipped")
-        else:
-            run_stage(n, args, marker)
-        if all(os.path.exists(os.path.join(args.data_dir, f)) for f in ("train.jsonl", "dev.jsonl")) and n == 3:
+        run_stage(n, args)
+        if n == 3 and all(os.path.exists(os.path.join(args.data_dir, f)) for f in ("train.jsonl", "dev.jsonl")):
             log("TRAIN READY")
 
 
