@@ -26,8 +26,9 @@ from .text import normalize
 __all__ = ["DEFAULT_BOOST", "MAX_BOOST", "MAX_HOTWORDS", "Hotword", "parse_hotwords", "parse_hotwords_text",
            "hotwords_argument", "add_hotwords_argument", "check_hotwords_arguments", "ContextGraph", "ContextState"]
 
-# nats added per matched token. sherpa-onnx uses 1.5 for its BPE models; ours has longer pieces and a
-# flatter output, see the README of recipes/eval for the measurement this default comes from
+# nats added per matched token (sherpa-onnx uses 1.5). With the bundled model on 40 held-out TTS files,
+# each file's longest word in one 40-word list: that word recognised in 2/40 files greedy, 19/40 with 2.0.
+# A short common word ("the") boosted this much is inserted where it was not said: boost rare words.
 DEFAULT_BOOST = 2.0
 MAX_BOOST = 20.0  # larger boosts only force the phrase whatever was said
 MAX_HOTWORDS = 1000  # phrases per list (bounds the graph a client can make the server build)
