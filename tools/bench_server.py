@@ -66,7 +66,7 @@ class Server:
             self.url, self.pid = args.url, args.server_pid
             return
         cmd = [sys.executable, "-m", "asr", "serve", "--model", args.model, "--port", "0", "--no-web",
-               "--max-connections", str(max(args.streams) + 50), "--idle-timeout", "600", *args.server_arg]
+               "--max-connections", str(max(args.streams + [args.churn_streams or 0]) + 50), "--idle-timeout", "600", *args.server_arg]
         if int8:
             cmd.append("--int8")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
