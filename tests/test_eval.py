@@ -365,6 +365,14 @@ class FakePocketSphinxDecoder:
 
         return types.SimpleNamespace(hypstr="the quick brown fox")
 
+    jsgf = []  # grammars added (class-wide: the recipe builds its own instance)
+
+    def add_jsgf_string(self, name, jsgf):
+        FakePocketSphinxDecoder.jsgf.append(jsgf)
+
+    def activate_search(self, name):
+        pass
+
 
 def test_recipe_run_end_to_end(ckpt, manifest, tmp_path, capsys, monkeypatch, no_plots):
     """recipes/eval/run.py: both systems (PocketSphinx's decoder stubbed), table, cached rerun."""
@@ -407,6 +415,15 @@ def test_recipe_run_end_to_end(ckpt, manifest, tmp_path, capsys, monkeypatch, no
     table = (tmp_path / "exp" / "comparison.md").read_text()
     assert f"| tiny16 | 3 | 0.0 | project ({tag}-int8, greedy) |" in table
     assert (tmp_path / "exp" / tag / "tiny16" / "summary.json").exists()
+    # --grammar: both systems decode with the same phrases, in their own result directories
+    assert run.main(argv + ["--grammar", "hello world,the quick brown fox"]) == 0
+    assert FakePocketSphinxDecoder.jsgf == ["#JSGF V1.0;\ngrammar g;\npublic <g> = hello world | the quick brown fox;\n"]
+    table = (tmp_path / "exp" / "comparison.md").read_text()
+    assert f"| tiny16 | 3 | 0.0 | project ({tag}, grammar (2 phrases" in table and "a JSGF grammar" in table
+    assert (tmp_path / "exp" / f"{tag}+grammar" / "tiny16" / "summary.json").exists()
+    assert (tmp_path / "exp" / "pocketsphinx+grammar" / "tiny16" / "summary.json").exists()
+    with pytest.raises(SystemExit):
+        run.main(argv + ["--grammar", "a,b", "--decoder", "beam"])
     if importlib.util.find_spec("flashlight") is None:
         return
     # greedy and beam + LM rows side by side; greedy comes from the cache

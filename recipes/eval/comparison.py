@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from recipes.eval.systems import decoder_label, model_tag, system_tag
+from recipes.eval.systems import decoder_label, model_tag, pocketsphinx_tag, system_tag
 
 HEADER = ["set", "utts", "audio min", "system", "WER %", "CER %", "S/D/I", "RTF 1 thread (wall / CPU)",
           "RTF eval run (wall / CPU)", "word latency median / p95 (ms)", "final latency median / p95 (ms)"]
@@ -54,8 +54,9 @@ def length_scores(sets, systems) -> tuple:
 def length_table(sets, args, out: Path, data: dict) -> list:
     """Markdown lines: WER of every system per reference-length bucket (1 word, 2, 3-5, 6+) of each set,
     from the per-utterance files; also stored under ``data["sets"][SET]["by_length"]``."""
-    systems = [(f"project ({decoder_label(args, d)})", out / system_tag(args.model, d, args.lm, args.int8), "utterances.jsonl")
-               for d in args.decoder] + [("PocketSphinx 5", out / "pocketsphinx", "hyps.jsonl")]
+    systems = [(f"project ({decoder_label(args, d)})",
+                out / system_tag(args.model, d, args.lm, args.int8, bool(args.grammar)), "utterances.jsonl")
+               for d in args.decoder] + [("PocketSphinx 5", out / pocketsphinx_tag(args), "hyps.jsonl")]
     per_set, used = length_scores(sets, systems)
     if not per_set:
         return []
@@ -94,7 +95,7 @@ def set_rows(name: str, manifest: str, source: str, args, out: Path) -> tuple:
     tag = model_tag(args.model, args.int8)
     rows, entry = [], {"source": source, "manifest": manifest}
     for decoder in args.decoder:
-        pf = out / system_tag(args.model, decoder, args.lm, args.int8) / name / "summary.json"
+        pf = out / system_tag(args.model, decoder, args.lm, args.int8, bool(args.grammar)) / name / "summary.json"
         if not pf.exists():
             continue
         p = json.loads(pf.read_text())
@@ -102,7 +103,7 @@ def set_rows(name: str, manifest: str, source: str, args, out: Path) -> tuple:
         entry[key] = {k: p[k] for k in SUMMARY_KEYS}
         entry[key].update(speed=p.get("speed") or None, latency=p.get("latency") or None)
         rows.append(project_row(name, p, tag, decoder_label(args, decoder)))
-    qf = out / "pocketsphinx" / name / "summary.json"
+    qf = out / pocketsphinx_tag(args) / name / "summary.json"
     if qf.exists():
         q = json.loads(qf.read_text())
         entry["pocketsphinx"] = q
@@ -116,8 +117,9 @@ def preamble(args) -> list:
             f"- project model: `{args.model}`; decoders: {'; '.join(decoder_label(args, d) for d in args.decoder)}"
             + (f" (LM `{args.lm}`)" if args.lm and "beam" in args.decoder else "")
             + (f"; streams fed in {args.chunk_ms:g} ms chunks" if args.chunk_ms else "; whole utterances"),
-            "- PocketSphinx 5: default en-us acoustic model, language model and dictionary, 1 thread "
-            "(recipes/eval/pocketsphinx_baseline.py)",
+            "- PocketSphinx 5: default en-us acoustic model, "
+            + ("a JSGF grammar of the same phrases" if args.grammar else "language model")
+            + " and dictionary, 1 thread (recipes/eval/pocketsphinx_baseline.py)",
             f"- data: `{args.data_dir}`" + (f", {args.limit} utterances spread evenly over each set" if args.limit else ""),
             "- scoring: `asr.text.normalize` on reference and hypothesis, jiwer, corpus WER = (S + D + I) / N",
             "- RTF 1 thread: one stream at a time (project: first --speed-utts utterances); RTF eval run: the "

@@ -6,7 +6,7 @@ Usage:
                                 [--sets test_heldout asterisk_letters [MANIFEST_OR_DIR ...]]
                                 [--limit N] [--chunk-ms 160] [--decoder greedy [beam]] [--beam-size 128]
                                 [--beam-size-token 8] [--beam-threshold 50] [--lm ARPA] [--lm-weight 1.0] [--word-score 0.0]
-                                [--threads 1] [--speed-utts 20] [--latency-utts 20] [--latency-chunk-ms 160]
+                                [--grammar PHRASES] [--threads 1] [--speed-utts 20] [--latency-utts 20] [--latency-chunk-ms 160]
                                 [--stage 1] [--stop-stage 3] [--force]
 
 A set is a name in ``--data-dir`` (``NAME.jsonl``), or any manifest path or LibriSpeech-layout
@@ -25,6 +25,10 @@ reruns while the key matches; ``--force`` redoes it):
        -> ``OUT/MODEL/SET/{report.md,summary.json,...}`` (greedy), ``OUT/MODEL+beam[-lm]/SET/...``
        (beam search, with ``--lm`` a word n-gram LM from ``asr lm``)
     3  comparison table -> ``OUT/comparison.md`` + ``OUT/comparison.json``
+
+``--grammar PHRASES`` (as ``asr eval --grammar``) decodes both systems with the same phrase list:
+the project with :mod:`asr.grammar`, PocketSphinx with a JSGF grammar of the phrases (results in
+``MODEL+grammar/`` and ``pocketsphinx+grammar/``), e.g. digits on the Free Spoken Digit Dataset.
 
 Latency is measured for the project model only (PocketSphinx decodes whole utterances here).
 
@@ -51,6 +55,7 @@ DEFAULT_SETS = ["test_heldout", "asterisk_letters"]
 def parse_args(argv=None) -> argparse.Namespace:
     from asr.beam import add_beam_arguments
     from asr.checkpoint import add_int8_argument
+    from asr.grammar import add_grammar_argument
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,6 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="project decoders, each a row of the table (default: greedy)")
     add_beam_arguments(ap)  # --beam-size ... --word-score, as `asr eval`
     add_int8_argument(ap)  # results go to MODEL-int8[+beam...]
+    add_grammar_argument(ap)  # both systems, results in MODEL+grammar/ and pocketsphinx+grammar/
     ap.add_argument("--batch-size", type=int, default=16, help="project: streams decoded together")
     ap.add_argument("--threads", type=int, default=1,
                     help="project: torch threads of the batched eval run (0: all cores; default: %(default)s, "
@@ -79,6 +85,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.limit < 0:
         ap.error("--limit must be 0 or more")
+    if args.grammar and (args.decoder != ["greedy"] or args.lm):
+        ap.error("--grammar replaces the decoder: drop --decoder beam / --lm")
     if args.lm and "beam" not in args.decoder:
         ap.error("--lm needs --decoder beam")
     if args.lm and not Path(args.lm).is_file():

@@ -21,10 +21,17 @@ def model_tag(model: str, int8: bool = False) -> str:
     return tag + ("-int8" if int8 else "")
 
 
-def system_tag(model: str, decoder: str, lm, int8: bool = False) -> str:
+def system_tag(model: str, decoder: str, lm, int8: bool = False, grammar: bool = False) -> str:
     """Result directory of one model + decoder: greedy keeps the model's own name."""
     tag = model_tag(model, int8)
+    if grammar:
+        return f"{tag}+grammar"
     return tag if decoder == "greedy" else f"{tag}+beam" + ("-lm" if lm else "")
+
+
+def pocketsphinx_tag(args) -> str:
+    """PocketSphinx's result directory: its n-gram LM, or with ``--grammar`` a JSGF grammar."""
+    return "pocketsphinx+grammar" if args.grammar else "pocketsphinx"
 
 
 def eval_options(args, decoder: str):
@@ -32,7 +39,7 @@ def eval_options(args, decoder: str):
     from asr.evalrun import EvalOptions
 
     opts = EvalOptions(chunk_ms=args.chunk_ms, beam=beam_options(args) if decoder == "beam" else None,
-                       batch_size=args.batch_size, threads=args.threads)
+                       grammar=args.grammar, batch_size=args.batch_size, threads=args.threads)
     opts.check()
     return opts
 
@@ -50,16 +57,20 @@ def stage_pocketsphinx(sets, args, out: Path) -> None:
         return
 
     for name, manifest, source in sets:
-        d = out / "pocketsphinx" / name
+        d = out / pocketsphinx_tag(args) / name
         key = {"manifest": file_key(manifest), "limit": args.limit, "decoder": psb._version()}
+        if args.grammar:
+            key["grammar"] = list(args.grammar)
         if cached(d, key, args.force):
             log(f"stage 1: pocketsphinx {name}: cached")
             continue
         d.mkdir(parents=True, exist_ok=True)
-        summ = reuse_baseline(name, manifest, source, args, d)
+        summ = None if args.grammar else reuse_baseline(name, manifest, source, args, d)
         if summ is None:
             log(f"stage 1: pocketsphinx on {name}")
             argv = [manifest, "--out", str(d / "hyps.jsonl"), "--summary", str(d / "baseline_summary.json")]
+            if args.grammar:
+                argv += ["--grammar", json.dumps(list(args.grammar))]
             try:
                 summ = psb.main(argv)
             except (Exception, SystemExit) as e:  # noqa: BLE001  (a peer script: report, keep going)
@@ -128,7 +139,7 @@ def stage_project_decoder(sets, args, out: Path, decoder: str) -> None:
     rec = load_model(args.model, int8=args.int8)  # fails with a clear message before any work
     opts = eval_options(args, decoder)
     beam = None  # built on first use (the LM is read once for all sets; not at all when all are cached)
-    tag = system_tag(args.model, decoder, args.lm, args.int8)
+    tag = system_tag(args.model, decoder, args.lm, args.int8, bool(args.grammar))
     mkey = file_key(args.model) if Path(args.model).is_file() else {"name": args.model, "meta": rec.meta}
     for name, manifest, _ in sets:
         d = out / tag / name
