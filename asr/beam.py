@@ -19,6 +19,9 @@ Beam search runs as a stream's ``final_decoder`` (``Stream(final_decoder=BeamCTC
 it decodes each segment's log-probabilities when the segment closes, so the acoustic path is
 the streaming one and ``asr transcribe``, ``asr eval``, ``asr serve`` and ``asr mic`` share one
 code path; partial results of a live stream stay greedy.
+
+A model with a bundled LM (:mod:`asr.lmbundle`) decodes its finals this way by default
+(``--decoder default``: ``asr transcribe`` and ``asr eval``); ``--decoder greedy`` turns it off.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence
 
 import torch
@@ -36,7 +40,8 @@ from .decoding import Result, Token, Word, assemble_words, span_word
 from .tokenizer import WORD_START, Tokenizer
 
 __all__ = ["BeamOptions", "BeamCTCDecoder", "BeamSearchUnavailable", "beam_available", "add_decoder_arguments",
-           "add_beam_arguments", "beam_options", "check_decoder_arguments", "decoder_from_arguments"]
+           "add_beam_arguments", "beam_options", "check_decoder_arguments", "decoder_options",
+           "decoder_from_arguments"]
 
 # flashlight's lexicon-free decoder needs a "silence" token; the model has none, so a
 # dummy one is appended to the vocabulary with an emission no path will ever take.
@@ -89,25 +94,52 @@ class BeamOptions:
         return d + (f" + LM (weight {self.lm_weight:g}, word score {self.word_score:g})" if self.lm else "")
 
 
-def beam_options(args) -> "BeamOptions":
-    """:class:`BeamOptions` from the flags of :func:`add_beam_arguments`."""
-    return BeamOptions(beam_size=args.beam_size, beam_size_token=args.beam_size_token,
-                       beam_threshold=args.beam_threshold, lm=args.lm, lm_weight=args.lm_weight,
-                       word_score=args.word_score)
+_BEAM_FLAGS = ("beam_size", "beam_size_token", "beam_threshold", "lm_weight", "word_score")
+
+
+def beam_options(args, base: Optional[BeamOptions] = None) -> "BeamOptions":
+    """:class:`BeamOptions` from the flags of :func:`add_beam_arguments`: a flag not given keeps
+    ``base``'s value (a bundled LM's settings, ``Recognizer.decoding``), else :class:`BeamOptions`'
+    default; ``--lm`` replaces ``base``'s LM."""
+    given = {k: getattr(args, k) for k in _BEAM_FLAGS if hasattr(args, k)}  # a flag not given is not set
+    base = base or BeamOptions()
+    return replace(base, lm=getattr(args, "lm", None) or base.lm, **given)
 
 
 def check_decoder_arguments(args) -> None:
-    """Fail fast on flag combinations :func:`add_decoder_arguments` cannot express."""
+    """Fail fast on flag combinations :func:`add_decoder_arguments` cannot express. ``--decoder default``
+    next to ``--grammar`` / ``--hotwords``, which choose the final decoder themselves, becomes
+    ``greedy`` here, so their own checks see no beam search asked for."""
     if args.lm and args.decoder != "beam":
         raise ValueError("--lm needs --decoder beam")
+    if args.decoder == "default" and (getattr(args, "grammar", None) or getattr(args, "hotwords", None)):
+        args.decoder = "greedy"
+
+
+def decoder_options(args, rec) -> Optional[BeamOptions]:
+    """The beam search the flags ask for with model ``rec``; None: greedy finals. ``--decoder
+    default``: the model's bundled LM (``rec.decoding``, its settings under any beam flags given)
+    if it has one, else greedy."""
+    check_decoder_arguments(args)
+    if args.decoder == "greedy":
+        return None
+    if args.decoder == "default":
+        bundled = getattr(rec, "decoding", None)
+        return None if bundled is None else beam_options(args, bundled)
+    return beam_options(args)
 
 
 def decoder_from_arguments(args, rec) -> Optional["BeamCTCDecoder"]:
-    """The decoder the flags ask for, for model ``rec``: None (greedy) or a :class:`BeamCTCDecoder`."""
-    check_decoder_arguments(args)
-    if args.decoder != "beam":
+    """The decoder the flags ask for, for model ``rec``: None (greedy) or a :class:`BeamCTCDecoder`
+    (with ``--decoder default`` the process's shared one, :func:`asr.lmbundle.shared_decoder`)."""
+    opts = decoder_options(args, rec)
+    if opts is None:
         return None
-    return BeamCTCDecoder(rec.tokenizer, rec.step_s, beam_options(args))
+    if args.decoder == "default":
+        from .lmbundle import shared_decoder
+
+        return shared_decoder(rec, opts)  # None without flashlight-text: greedy, after a warning
+    return BeamCTCDecoder(rec.tokenizer, rec.step_s, opts)
 
 
 def _tokens_per_step(text: str) -> Optional[int]:
@@ -120,30 +152,39 @@ _tokens_per_step.__name__ = "int"  # argparse's error for a non-number: "invalid
 
 
 def add_beam_arguments(p) -> None:
-    """The beam search's flags, with :class:`BeamOptions`' defaults:
-    ``--beam-size --beam-size-token --beam-threshold --lm --lm-weight --word-score``."""
-    p.add_argument("--beam-size", type=int, default=BeamOptions.beam_size, metavar="N",
-                   help="beam size (default: %(default)s)")
-    p.add_argument("--beam-size-token", type=_tokens_per_step, default=BeamOptions.beam_size_token, metavar="N",
-                   help="tokens tried per step, the most probable first (default: %(default)s; 0: the whole vocabulary)")
-    p.add_argument("--beam-threshold", type=float, default=BeamOptions.beam_threshold, metavar="X",
-                   help="drop hypotheses scoring more than X below the best (default: %(default)s)")
+    """The beam search's flags: ``--beam-size --beam-size-token --beam-threshold --lm --lm-weight
+    --word-score``. A flag not given is not set on the parsed arguments (:func:`beam_options` then
+    takes the bundled LM's setting or :class:`BeamOptions`' default)."""
+    from argparse import SUPPRESS
+
+    o = BeamOptions()
+    unset = "with --decoder default the bundled LM's setting, else"
+    p.add_argument("--beam-size", type=int, default=SUPPRESS, metavar="N",
+                   help=f"beam size (default: {unset} {o.beam_size})")
+    p.add_argument("--beam-size-token", type=_tokens_per_step, default=SUPPRESS, metavar="N",
+                   help=f"tokens tried per step, the most probable first (0: the whole vocabulary; default: {unset} "
+                        f"{o.beam_size_token})")
+    p.add_argument("--beam-threshold", type=float, default=SUPPRESS, metavar="X",
+                   help=f"drop hypotheses scoring more than X below the best (default: {unset} {o.beam_threshold:g})")
     p.add_argument("--lm", metavar="ARPA", help="word n-gram LM for --decoder beam (build one with `asr lm`; "
                    "tune its weights with recipes/eval/tune_lm.py); output is then limited to the LM's words")
-    p.add_argument("--lm-weight", type=finite_float, default=BeamOptions.lm_weight, help="LM weight (default: %(default)s)")
-    p.add_argument("--word-score", type=finite_float, default=BeamOptions.word_score,
-                   help="per-word bonus with --lm (default: %(default)s)")
+    p.add_argument("--lm-weight", type=finite_float, default=SUPPRESS, help=f"LM weight (default: {unset} {o.lm_weight:g})")
+    p.add_argument("--word-score", type=finite_float, default=SUPPRESS,
+                   help=f"per-word bonus with an LM (default: {unset} {o.word_score:g})")
 
 
-def add_decoder_arguments(p, finals_only: bool = False) -> None:
+def add_decoder_arguments(p, finals_only: bool = False, default: Optional[str] = None) -> None:
     """The decoder flags shared by ``asr transcribe``, ``asr eval``, ``asr serve`` and ``asr mic``:
     ``--decoder`` and :func:`add_beam_arguments`' flags.
-    ``finals_only``: live recognition, where partial results always stay greedy."""
-    what = ("final results: greedy (default) or beam search over each segment's log-probabilities (partial "
-            "results stay greedy)" if finals_only else
-            "CTC decoding: greedy (default) or beam search over the stream's log-probabilities")
-    p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy",
-                   help=what + ", lexicon-free or, with --lm, limited to the LM's words (needs flashlight-text)")
+    ``finals_only``: live recognition, where partial results always stay greedy. ``default``: the
+    ``--decoder`` default; None: ``default`` (the model's bundled LM), or ``greedy`` with ``finals_only``
+    (``asr serve`` and ``asr mic`` keep greedy finals unless asked)."""
+    default = default or ("greedy" if finals_only else "default")
+    what = "final results (partial results stay greedy)" if finals_only else "CTC decoding"
+    p.add_argument("--decoder", choices=["default", "greedy", "beam"], default=default,
+                   help=f"{what}: default: beam search with the model's bundled word LM if it has one, else greedy; "
+                        "greedy: best path; beam: beam search, lexicon-free or, with --lm, limited to the LM's words. "
+                        "Beam search needs flashlight-text (default: %(default)s)")
     add_beam_arguments(p)
 
 
@@ -168,19 +209,23 @@ class BeamCTCDecoder:
         self.step_s = step_s
         self.opts = opts
         self.vocab = tokenizer.vocab_size
+        self._lock = threading.Lock()  # one decoder may serve the streams (and server workers) of a process
         lexicon, self._spell_len = None, {}
         if opts.lm is not None:
             if not os.path.isfile(opts.lm):
                 raise FileNotFoundError(f"no such language model: {opts.lm}")
             lexicon = self._write_lexicon(opts.lm)
+        from .lm import quiet_native_stderr
+
         try:
-            self._dec = ctc_decoder(  # KenLM reports its loading progress on stderr
-                lexicon=lexicon, tokens=list(tokenizer.pieces) + [_SIL], lm=opts.lm, nbest=1,
-                beam_size=opts.beam_size, beam_size_token=opts.beam_size_token,
-                beam_threshold=opts.beam_threshold, log_add=opts.log_add,
-                lm_weight=opts.lm_weight, word_score=opts.word_score,
-                blank_token=tokenizer.pieces[0], sil_token=_SIL, unk_word="<unk>",
-            )
+            with quiet_native_stderr():  # KenLM's loading banner (fd 2); other messages still get through
+                self._dec = ctc_decoder(
+                    lexicon=lexicon, tokens=list(tokenizer.pieces) + [_SIL], lm=opts.lm, nbest=1,
+                    beam_size=opts.beam_size, beam_size_token=opts.beam_size_token,
+                    beam_threshold=opts.beam_threshold, log_add=opts.log_add,
+                    lm_weight=opts.lm_weight, word_score=opts.word_score,
+                    blank_token=tokenizer.pieces[0], sil_token=_SIL, unk_word="<unk>",
+                )
         finally:
             if lexicon is not None:
                 os.unlink(lexicon)
@@ -225,7 +270,8 @@ class BeamCTCDecoder:
             em = torch.full((len(todo), int(lens.max()), self.vocab + 1), _NEVER, dtype=torch.float32)
             for b, i in enumerate(todo):
                 em[b, : lens[b], : self.vocab] = log_probs[i].float()
-            hyps = self._dec(em.contiguous(), lens)
+            with self._lock:  # one search at a time: the flashlight decoder keeps its search state in itself
+                hyps = self._dec(em.contiguous(), lens)
             for b, i in enumerate(todo):
                 out[i] = self._result(hyps[b][0], log_probs[i])
         return out  # type: ignore[return-value]

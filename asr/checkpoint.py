@@ -18,7 +18,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import torch
 
@@ -27,6 +27,9 @@ from .features import FeatureConfig, LogMel
 from .model import CTCModel, ModelConfig, quantize_int8
 from .stream import Stream, feed_chunks
 from .tokenizer import Tokenizer, tokenizer_from_dict
+
+if TYPE_CHECKING:
+    from .beam import BeamOptions
 
 __all__ = ["Recognizer", "load_model", "save_checkpoint", "available_models", "ModelNotFoundError", "FORMAT"]
 
@@ -44,6 +47,11 @@ class Recognizer:
 
     Streams (:class:`asr.stream.Stream`) hold all per-utterance state; any number of
     them can share one ``Recognizer``.
+
+    ``decoding``: how final results are decoded by default: beam search with the word LM bundled
+    with the model (:mod:`asr.lmbundle`; set by :func:`load_model`), or None: greedy. Partial
+    results are always greedy. ``decoder="greedy"`` (:meth:`transcribe`) / ``final_decoder="greedy"``
+    (:meth:`stream`) asks for greedy finals once; ``rec.decoding = None`` for good.
     """
 
     model: CTCModel
@@ -51,6 +59,7 @@ class Recognizer:
     features: FeatureConfig
     name: str = "unnamed"
     meta: dict = field(default_factory=dict)
+    decoding: Optional["BeamOptions"] = None
 
     def __post_init__(self):
         self.model.eval()
@@ -61,26 +70,48 @@ class Recognizer:
         """Seconds per output step."""
         return self.model.cfg.subsampling * self.features.frame_shift_s
 
-    def stream(self, sample_rate: int = 16000, grammar=None, hotwords=None, nbest: int = 1, **kwargs) -> Stream:
+    def default_decoder(self) -> Optional[Decoder]:
+        """The final decoder of :attr:`decoding`: the process's shared beam decoder with the bundled
+        LM (built on first use, :func:`asr.lmbundle.shared_decoder`), or None (greedy)."""
+        if self.decoding is None:
+            return None
+        from .lmbundle import shared_decoder
+
+        return shared_decoder(self, self.decoding)
+
+    def final_decoder(self, decoder: Union[str, Decoder, None] = "default") -> Optional[Decoder]:
+        """``"default"``: :meth:`default_decoder`; ``"greedy"`` or None: None (greedy finals);
+        an :class:`asr.decoding.Decoder`: itself."""
+        if isinstance(decoder, str):
+            if decoder not in ("default", "greedy"):
+                raise ValueError(f"decoder must be 'default', 'greedy', None or a Decoder, got {decoder!r}")
+            return self.default_decoder() if decoder == "default" else None
+        return decoder
+
+    def stream(self, sample_rate: int = 16000, grammar=None, hotwords=None, nbest: int = 1,
+               final_decoder: Union[str, Decoder, None] = "default", **kwargs) -> Stream:
         """A new :class:`asr.stream.Stream` over this model (``kwargs``: its options).
 
-        ``grammar`` (phrases, optionally ``"[unk]"``), ``hotwords`` (phrases or ``(phrase, boost)``
-        pairs) and ``nbest`` (alternatives per final) choose the stream's final decoder
-        (:func:`asr.vocab.vocabulary_decoder`; a ``final_decoder`` given too is their default)."""
+        ``final_decoder``: see :meth:`final_decoder` (default: the bundled LM's beam search if the
+        model has one, else greedy). ``grammar`` (phrases, optionally ``"[unk]"``), ``hotwords``
+        (phrases or ``(phrase, boost)`` pairs) and ``nbest`` (alternatives per final) choose the
+        stream's final decoder instead (:func:`asr.vocab.vocabulary_decoder`)."""
         if grammar is not None or hotwords is not None or nbest != 1:
             from .vocab import vocabulary_decoder
 
-            kwargs["final_decoder"] = vocabulary_decoder(self, grammar, hotwords, nbest, kwargs.get("final_decoder"))
-        return Stream(self, sample_rate=sample_rate, **kwargs)
+            dec = vocabulary_decoder(self, grammar, hotwords, nbest, None)
+        else:
+            dec = self.final_decoder(final_decoder)
+        return Stream(self, sample_rate=sample_rate, final_decoder=dec, **kwargs)
 
     def transcribe(self, samples, sample_rate: int = 16000, chunk_samples: Optional[int] = None,
-                   decoder: Optional[Decoder] = None):
+                   decoder: Union[str, Decoder, None] = "default"):
         """Offline transcription = feed a stream (in chunks of ``chunk_samples``), finish it,
         and return the whole stream's :class:`~asr.decoding.Result`.
 
-        ``decoder``: an :class:`asr.decoding.Decoder` run over the stream's ``(steps, vocab)``
-        log-probabilities instead of the stream's greedy result, e.g.
-        :class:`asr.beam.BeamCTCDecoder` (beam search, optionally with a word LM)."""
+        ``decoder``: ``"default"`` (beam search with the model's bundled LM if it has one, else greedy),
+        ``"greedy"``, or an :class:`asr.decoding.Decoder` run over the stream's ``(steps, vocab)``
+        log-probabilities, e.g. :class:`asr.beam.BeamCTCDecoder` (beam search, optionally with a word LM)."""
         st = feed_chunks(self.stream(sample_rate, final_decoder=decoder), samples, chunk_samples)
         st.finish()
         return st.full_result()
@@ -88,7 +119,8 @@ class Recognizer:
     def int8(self) -> "Recognizer":
         """A copy with int8 RNN and linear weights (:func:`asr.model.quantize_int8`), named ``NAME-int8``;
         this recognizer is left unchanged."""
-        return Recognizer(quantize_int8(self.model), self.tokenizer, self.features, self.name + "-int8", dict(self.meta))
+        return Recognizer(quantize_int8(self.model), self.tokenizer, self.features, self.name + "-int8", dict(self.meta),
+                          self.decoding)
 
     def save(self, path: Union[str, Path], meta: Optional[dict] = None, half: bool = False) -> None:
         save_checkpoint(path, self.model, self.tokenizer, self.features, meta or self.meta, half=half)
@@ -136,6 +168,8 @@ def available_models() -> dict:
 def load_model(name_or_path: Union[str, Path] = "default", device: str = "cpu", int8: bool = False) -> Recognizer:
     """Load a bundled model by name (``"default"``) or any checkpoint path.
 
+    A decoding file ``NAME.lm.json`` next to checkpoint ``NAME.pt`` (:mod:`asr.lmbundle`) makes
+    beam search with its word LM the model's default for final results (``Recognizer.decoding``).
     ``int8=True``: RNN and linear weights quantised to int8 for faster single-stream CPU
     decoding (:func:`asr.model.quantize_int8`; the name gets an ``-int8`` suffix)."""
     path = Path(name_or_path)
@@ -156,7 +190,11 @@ def load_model(name_or_path: Union[str, Path] = "default", device: str = "cpu", 
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # corrupt file, not a torch checkpoint
         raise ValueError(f"{path}: not a readable model checkpoint ({e.__class__.__name__}: {e})") from None
-    return recognizer_from_checkpoint(ckpt, name=path.stem, int8=int8)
+    rec = recognizer_from_checkpoint(ckpt, name=path.stem, int8=int8)
+    from .lmbundle import lm_options
+
+    rec.decoding = lm_options(path)
+    return rec
 
 
 def add_int8_argument(parser) -> None:

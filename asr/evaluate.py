@@ -5,8 +5,9 @@ directories (``SPEAKER/CHAPTER/SPEAKER-CHAPTER.trans.txt`` lines ``UTT-ID TEXT``
 ``UTT-ID.flac``, found recursively). Every utterance goes through the streaming path:
 a :class:`asr.stream.Stream` per utterance, fed whole or in ``--chunk-ms`` chunks (the
 output is the same for any chunking), several streams stepped as one batch with
-:func:`asr.stream.decode_streams`. ``--decoder beam`` runs :mod:`asr.beam` over the
-log-probabilities the streams produced, ``--grammar`` :mod:`asr.grammar` (each result one phrase).
+:func:`asr.stream.decode_streams`. Final results are decoded as ``asr transcribe`` decodes them:
+by default beam search (:mod:`asr.beam`) with the model's bundled word LM if it has one, else
+greedily (``--decoder``); ``--grammar`` runs :mod:`asr.grammar` (each result one phrase).
 
 The stages live in their own modules, and their names are re-exported here:
 
@@ -83,13 +84,16 @@ def evaluate(rec, utts: Sequence[Utterance], opts: EvalOptions = EvalOptions(), 
         report.speed = measure_speed(rec, list(utts)[:speed_utts], opts, progress, decoder=decoder)
     if latency_utts:
         with torch_threads(opts.threads):
-            report.latency = measure_latency(rec, list(utts)[:latency_utts], latency_chunk_ms, progress)
+            report.latency = measure_latency(rec, list(utts)[:latency_utts], latency_chunk_ms, progress,
+                                             decoder=decoder)
     return report
 
 
 # --------------------------------------------------------------------------------- CLI
 def _main(args) -> int:
-    from .beam import beam_options, check_decoder_arguments
+    from dataclasses import replace
+
+    from .beam import beam_options, check_decoder_arguments, decoder_from_arguments
     from .checkpoint import load_model
     from .grammar import check_grammar_arguments
 
@@ -97,14 +101,16 @@ def _main(args) -> int:
     check_grammar_arguments(args)
     opts = EvalOptions(chunk_ms=args.chunk_ms, beam=beam_options(args) if args.decoder == "beam" else None,
                        grammar=args.grammar, batch_size=args.batch_size, threads=args.threads)
-    opts.check()
+    opts.check()  # bad flags fail before the model and the inputs are read
     for name in ("limit", "worst", "speed_utts", "latency_utts"):
         if getattr(args, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
     utts = load_inputs(args.inputs, args.limit)
     rec = load_model(args.model, int8=args.int8)
     # built (and the LM read) once, before decoding anything: a missing backend or LM fails here
-    decoder = beam_decoder(rec, opts)
+    decoder = None if args.grammar else decoder_from_arguments(args, rec)
+    opts = replace(opts, beam=getattr(decoder, "opts", None))  # --decoder default: the bundled LM's, or greedy
+    decoder = beam_decoder(rec, opts, decoder)
     report = evaluate(rec, utts, opts, model=str(args.model) + ("-int8" if args.int8 else ""), inputs=args.inputs,
                       speed_utts=args.speed_utts, latency_utts=args.latency_utts if args.latency else 0,
                       latency_chunk_ms=args.latency_chunk_ms, progress=not args.quiet, decoder=decoder)

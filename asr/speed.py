@@ -87,14 +87,16 @@ class LatencyResult:
 
 def measure_latency(rec, utts: Sequence[Utterance], chunk_ms: float = 160.0, progress: bool = False,
                     clock: Callable[[], float] = time.perf_counter,
-                    sleep: Callable[[float], None] = time.sleep) -> LatencyResult:
-    """Feed each utterance at real-time pace (one at a time, greedy decoding) and time its words.
+                    sleep: Callable[[float], None] = time.sleep, decoder=None) -> LatencyResult:
+    """Feed each utterance at real-time pace (one at a time) and time its words: partial results
+    greedy, the final result by ``decoder`` (an :class:`asr.decoding.Decoder`; None: greedy), as
+    a live stream gives them.
 
     The chunk covering audio ``[a, b)`` is given to the stream at ``start + b`` (the
     moment a live source would have it); the hypothesis is read after every chunk.
     Word ``k`` of the final result counts as shown at the first read whose first
     ``k + 1`` words equal the final's (greedy CTC only ever appends, so this is the
-    moment the word is complete).
+    moment the word is complete; a word the final decoder changes counts at the final).
     """
     from tqdm import tqdm
 
@@ -105,7 +107,7 @@ def measure_latency(rec, utts: Sequence[Utterance], chunk_ms: float = 160.0, pro
     out = LatencyResult(len(utts), chunk_ms)
     for u in tqdm(utts, desc="latency", unit="utt", file=sys.stderr, disable=not progress):
         wave, sr = read_audio(u.audio)
-        seen, t_final, final = _paced_run(rec, wave, sr, chunk_ms, clock, sleep)
+        seen, t_final, final = _paced_run(rec, wave, sr, chunk_ms, clock, sleep, decoder)
         out.final_latency_s.append(max(0.0, t_final - len(wave) / sr))
         names = [w.word for w in final]
         for k, w in enumerate(final):
@@ -114,12 +116,13 @@ def measure_latency(rec, utts: Sequence[Utterance], chunk_ms: float = 160.0, pro
     return out
 
 
-def _paced_run(rec, wave, sr: int, chunk_ms: float, clock: Callable[[], float], sleep: Callable[[float], None]):
-    """One utterance fed at real-time pace -> (``(time since start, words)`` whenever the words
-    change, time of the final result since start, the final words)."""
+def _paced_run(rec, wave, sr: int, chunk_ms: float, clock: Callable[[], float], sleep: Callable[[float], None],
+               decoder=None):
+    """One utterance fed at real-time pace -> (``(time since start, words)`` whenever the partial's
+    words change, time of the final result since start, the final words)."""
     from .stream import audio_chunks, chunk_samples
 
-    st = rec.stream(sr)
+    st = rec.stream(sr, final_decoder=decoder)  # one segment (no endpointing): the partial is the whole
     seen: List[Tuple[float, List[str]]] = []
     start, fed = clock(), 0
     for piece in audio_chunks(wave, chunk_samples(chunk_ms, sr)):
@@ -128,7 +131,7 @@ def _paced_run(rec, wave, sr: int, chunk_ms: float, clock: Callable[[], float], 
         if wait > 0:
             sleep(wait)
         st.accept_waveform(piece)
-        words = [w.word for w in st.full_result().words]
+        words = [w.word for w in st.partial().words]
         if not seen or words != seen[-1][1]:
             seen.append((clock() - start, words))
     st.finish()

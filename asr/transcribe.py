@@ -2,8 +2,10 @@
 
 Each file is fed to a :class:`asr.stream.Stream` in chunks of ``--chunk-ms``
 (default: the whole file at once) and finished; the result is the same for any
-chunk size. ``--decoder beam``, ``--grammar`` and ``--hotwords`` choose the final decoder (:mod:`asr.beam`;
-:mod:`asr.grammar`: the whole file's result is one phrase; :mod:`asr.prefixbeam` with :mod:`asr.hotwords`). The words are cut into segments
+chunk size. By default the final result is beam search with the model's bundled word LM if it has one
+(:mod:`asr.lmbundle`), else greedy; ``--decoder``, ``--grammar`` and ``--hotwords`` choose another final decoder
+(:mod:`asr.beam`; :mod:`asr.grammar`: the whole file's result is one phrase; :mod:`asr.prefixbeam` with
+:mod:`asr.hotwords`). The words are cut into segments
 by the endpointer's rule (:mod:`asr.subtitles`) and written as text, JSON, SubRip or WebVTT.
 """
 
@@ -18,11 +20,12 @@ import time
 __all__ = ["transcribe_file", "register"]
 
 
-def transcribe_file(rec, path: str, chunk_ms=None, decoder=None, endpoint=None) -> dict:
+def transcribe_file(rec, path: str, chunk_ms=None, decoder="default", endpoint=None) -> dict:
     """Transcribe one file (``"-"``: standard input) -> dict with audio, text, words, segments,
     duration (s), rtf.
 
-    ``decoder``: see :meth:`asr.checkpoint.Recognizer.transcribe` (None: greedy).
+    ``decoder``: see :meth:`asr.checkpoint.Recognizer.transcribe` (``"default"``: the model's bundled LM
+    if it has one, else greedy; None or ``"greedy"``: greedy).
     ``endpoint``: the :class:`asr.decoding.EndpointConfig` that cuts segments (None: defaults)."""
     from .decoding import EndpointConfig
     from .subtitles import segment_words
