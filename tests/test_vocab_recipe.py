@@ -118,7 +118,8 @@ def test_evaluate_end_to_end_matches_the_python_api(tmp_path, monkeypatch):
     hot = json.loads((out / "hotwords.json").read_text())
     tuned = hot["boosts"]
     assert set(tuned) == {"phrases", "words"} and set(tuned.values()) <= {1, 3}
-    assert [(g["form"], g["boost"]) for g in hot["dev_grid"]] == [("phrases", 1), ("phrases", 3), ("words", 1), ("words", 3)]
+    assert [(g["form"], g["boost"]) for g in hot["dev_grid"]] == [("none", 0), ("phrases", 1), ("phrases", 3),
+                                                                      ("words", 1), ("words", 3)]
     label = f"prefix beam + hotwords (phrases, boost {tuned['phrases']:g})"
     decoders = {"greedy", "prefix beam", label, f"prefix beam + hotwords (words, boost {tuned['words']:g})",
                 "prefix beam + hotwords (phrases, boost 2)"}  # the shipped default boost too

@@ -182,9 +182,12 @@ def hotword_decoders(rec, forms: dict, tuned: dict) -> list:
 def stage_hotwords(args, rec, data: dict) -> dict:
     phrases = hotword_list(args.data_dir)
     words, forms = boosted_words(phrases), list_forms(phrases)
-    tuned, grid = {}, []
+    dev = data["names_dev"]
+    grid = [{**row("names_dev", "prefix beam", dev["refs"], decode_texts(PrefixBeamDecoder(rec), dev["lps"]), words),
+             "form": "none", "boost": 0.0}]  # the baseline of the tuning
+    tuned = {}
     for form in LIST_FORMS:
-        tuned[form], g = tune_boost(rec, data["names_dev"], form, forms[form], args.boosts, words)
+        tuned[form], g = tune_boost(rec, dev, form, forms[form], args.boosts, words)
         grid += g
     decoders = hotword_decoders(rec, forms, tuned)
     rows, hyps = [], []
