@@ -113,7 +113,7 @@ def test_evaluate_end_to_end_matches_the_python_api(tmp_path, monkeypatch):
     phrases, other = _fake_set(tmp_path)
     out = tmp_path / "out"
     argv = ["--data-dir", str(tmp_path), "--other", "other", other, "2", "--boosts", "1", "3",
-            "--nbest", "2", "4", "--out", str(out)]
+            "--nbest", "2", "4", "--wide-beam", "3", "--out", str(out)]
     evaluate.main(argv, rec=rec)
     hot = json.loads((out / "hotwords.json").read_text())
     tuned = hot["boosts"]
@@ -122,7 +122,8 @@ def test_evaluate_end_to_end_matches_the_python_api(tmp_path, monkeypatch):
                                                                       ("words", 1), ("words", 3)]
     label = f"prefix beam + hotwords (phrases, boost {tuned['phrases']:g})"
     decoders = {"greedy", "prefix beam", label, f"prefix beam + hotwords (words, boost {tuned['words']:g})",
-                "prefix beam + hotwords (phrases, boost 2)"}  # the shipped default boost too
+                "prefix beam + hotwords (phrases, boost 2)",  # the shipped default boost too
+                "prefix beam 3", "prefix beam + hotwords (phrases, boost 2), beam 3"}  # --wide-beam
     assert {(r["set"], r["decoder"]) for r in hot["rows"]} == {(s, d) for s in ("names_test", "other") for d in decoders}
     assert all(r["utterances"] == (2 if r["set"] == "other" else 3) for r in hot["rows"])
     nb = json.loads((out / "nbest.json").read_text())

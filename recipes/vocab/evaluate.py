@@ -4,7 +4,8 @@
 Usage:
     nice -n 5 python3 recipes/vocab/evaluate.py [--data-dir /work/data/vocab] [--model default] \\
         [--other heldout /work/data/synth/test_heldout.jsonl 4] [--other dev_real /work/data/realwords/dev_real.jsonl 5] \\
-        [--boosts 0.5 1 1.5 2 3 4 6] [--nbest 5 10] [--out /work/data/vocab/results] [--stage 1] [--stop-stage 3]
+        [--boosts 0.5 1 1.5 2 3 4 6] [--nbest 5 10] [--wide-beam 32] [--out /work/data/vocab/results] \\
+        [--stage 1] [--stop-stage 3]
 
 Sets: ``names_dev`` / ``names_test`` from ``recipes/vocab/prepare.py``, and each ``--other NAME MANIFEST EVERY``
 (every EVERY-th utterance of an unrelated set). The hotword list is the whole ``hotwords.txt`` (every name
@@ -44,9 +45,9 @@ import torch  # noqa: E402
 
 from asr.audio import read_audio  # noqa: E402
 from asr.checkpoint import available_models, load_model  # noqa: E402
-from asr.hotwords import DEFAULT_BOOST  # noqa: E402
+from asr.hotwords import DEFAULT_BOOST, parse_hotwords  # noqa: E402
 from asr.jsonl import read_jsonl, write_jsonl  # noqa: E402
-from asr.prefixbeam import PrefixBeamDecoder  # noqa: E402
+from asr.prefixbeam import PrefixBeamDecoder, PrefixBeamOptions  # noqa: E402
 from asr.scoring import score  # noqa: E402
 from asr.stream import feed_chunks  # noqa: E402
 from asr.vocab import vocabulary_decoder  # noqa: E402
@@ -164,9 +165,10 @@ def tune_boost(rec, dev: dict, form: str, entries: list, boosts: list, words: se
     return best["boost"], grid
 
 
-def hotword_decoders(rec, forms: dict, tuned: dict) -> list:
+def hotword_decoders(rec, forms: dict, tuned: dict, wide_beam: int = 0) -> list:
     """(label, decoder): the model's default decoder (if it has an LM), prefix beam search without hotwords,
-    with each list form at its tuned boost, and with the phrases at the shipped default boost."""
+    with each list form at its tuned boost, and with the phrases at the shipped default boost; with
+    ``wide_beam``: prefix beam search of that width without and with the phrases at the default boost."""
     out = [("prefix beam", PrefixBeamDecoder(rec))]  # the same search without hotwords
     default = rec.default_decoder()
     if default is not None:
@@ -176,6 +178,11 @@ def hotword_decoders(rec, forms: dict, tuned: dict) -> list:
         boosts.append(("phrases", DEFAULT_BOOST))
     for form, b in boosts:
         out.append((hotwords_label(form, b), vocabulary_decoder(rec, hotwords=[(p, b) for p in forms[form]])))
+    if wide_beam:  # a diagnostic the API does not offer: is the harm of the boost the beam's pruning?
+        opts = PrefixBeamOptions(beam=wide_beam)
+        out.append((f"prefix beam {wide_beam}", PrefixBeamDecoder(rec, opts=opts)))
+        hot = parse_hotwords([(p, DEFAULT_BOOST) for p in forms["phrases"]])
+        out.append((hotwords_label("phrases", DEFAULT_BOOST) + f", beam {wide_beam}", PrefixBeamDecoder(rec, hot, opts=opts)))
     return out
 
 
@@ -189,7 +196,7 @@ def stage_hotwords(args, rec, data: dict) -> dict:
     for form in LIST_FORMS:
         tuned[form], g = tune_boost(rec, dev, form, forms[form], args.boosts, words)
         grid += g
-    decoders = hotword_decoders(rec, forms, tuned)
+    decoders = hotword_decoders(rec, forms, tuned, args.wide_beam)
     rows, hyps = [], []
     for name, d in data.items():
         if name == "names_dev":
@@ -275,6 +282,9 @@ def parse_args(argv=None):
     p.add_argument("--boosts", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0],
                    help="boosts (nats per token) tried on names_dev")
     p.add_argument("--nbest", type=int, nargs="+", default=[5, 10])
+    p.add_argument("--wide-beam", type=int, default=0, metavar="N",
+                   help="also prefix beam search N wide, without and with the phrases at the default boost "
+                        "(the API's search is 8 wide)")
     p.add_argument("--out", default=None, help="results directory (default: <data-dir>/results)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--stage", type=int, default=1)
