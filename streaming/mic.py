@@ -152,9 +152,9 @@ def _main(args) -> int:
     printer = Printer(json_lines=args.json)
     rec = decoder = None
     if args.url:
-        if args.decoder != "greedy" or args.lm:
+        if args.decoder != "default" or args.lm:
             raise ValueError("--decoder and --lm apply to in-process recognition; with --url the server's "
-                             "decoder is used (asr serve --decoder beam --lm ...)")
+                             "decoder is used (asr serve --decoder ...)")
     else:
         from asr.beam import check_decoder_arguments, decoder_from_arguments
         from asr.checkpoint import load_model
@@ -211,6 +211,6 @@ def register(sub) -> None:
     p.add_argument("--samplerate", type=int, default=None, help="capture rate, Hz (default: the device's)")
     p.add_argument("--list-devices", action="store_true", help="list input devices and exit")
     add_connection_args(p)
-    add_decoder_arguments(p, finals_only=True)
+    add_decoder_arguments(p, finals_only=True, default="default")  # one user: beam + LM finals are cheap
     add_int8_argument(p)
     p.set_defaults(func=_main)

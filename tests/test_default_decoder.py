@@ -130,7 +130,10 @@ def test_beam_options_from_flags_over_bundled_settings():
     assert beam_options(p.parse_args(["--decoder", "beam", "--lm", "y.arpa"])) == BeamOptions(lm="y.arpa")
     live = argparse.ArgumentParser()
     add_decoder_arguments(live, finals_only=True)
-    assert live.parse_args([]).decoder == "greedy"  # asr serve / asr mic: unchanged until the server is wired
+    assert live.parse_args([]).decoder == "greedy"  # asr serve: greedy finals unless asked (capacity)
+    from asr.cli import build_parser
+
+    assert build_parser().parse_args(["mic"]).decoder == "default"  # one live user: beam + LM finals
 
 
 def test_broken_decoding_files_fail_clearly(tmp_path):
