@@ -173,13 +173,13 @@ class PrefixBeamSearch:
         """The best hypothesis (word times from step 0 of the search); with ``nbest`` > 1 its
         :attr:`Result.alternatives` (hypotheses with the same words merged). Not final: ``stable`` set."""
         hyps = self.hypotheses(final)
-        end = self.steps * self.step_s
-        words = assemble_words(self._tokens(hyps[0][1]), self.pieces, self.step_s)
-        res = Result.of_words(words, 0.0, end)
+        alternatives = self._alternatives(hyps, nbest) if nbest > 1 else []
+        # with n-best, the text is the first alternative's: paths with the same words are merged there
+        words = alternatives[0].words if alternatives else assemble_words(self._tokens(hyps[0][1]), self.pieces, self.step_s)
+        res = Result.of_words(words, 0.0, self.steps * self.step_s)
+        res.alternatives = alternatives
         if not final:
-            res.stable = self.stable()
-        if nbest > 1:
-            res.alternatives = self._alternatives(hyps, nbest)
+            res.stable = self.stable()  # words every hypothesis of the beam shares
         return res
 
     def _alternatives(self, hyps, nbest: int) -> List[Alternative]:

@@ -105,6 +105,11 @@ def test_nbest_alternatives():
     assert sum(a.confidence for a in alts) == pytest.approx(1.0)
     assert all(a.score >= b.score for a, b in zip(alts, alts[1:]))
     assert PrefixBeamDecoder(_Rec).decode(_lp(AMBIGUOUS)).alternatives == []
+    # the text is the first alternative's, also where merged paths outscore the best single one: "ba"
+    # (0.24) is the best path, but "a" is spelt two ways ("a", "▁a": 0.18 + 0.18)
+    res = PrefixBeamDecoder(_Rec, nbest=3).decode(_lp([{"b": 0.4, "▁": 0.3}, {"a": 0.6}]))
+    assert [a.text for a in res.alternatives] == ["a", "", "ba"] and res.text == "a"
+    assert res.words == res.alternatives[0].words
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 7])
