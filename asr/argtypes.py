@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["positive_float", "finite_float", "non_negative_int"]
+__all__ = ["positive_float", "finite_float", "non_negative_int", "parser_type"]
 
 
 def _number(text: str, convert):
@@ -42,3 +42,16 @@ def non_negative_int(text: str) -> int:
     if n < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
     return n
+
+
+def parser_type(parse, name: str):
+    """An argparse type from ``parse(text)``, whose ``ValueError`` becomes argparse's one-line
+    error; ``name`` is what argparse calls the value in its other messages."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = name
+    return convert

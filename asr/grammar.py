@@ -24,7 +24,6 @@ steps, or too short for any phrase, is empty).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -33,6 +32,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+from .argtypes import parser_type
 from .decoding import Alternative, Result, Token, Word, assemble_words
 from .text import normalize
 
@@ -110,15 +110,7 @@ def parse_grammar(text: str) -> Tuple[str, ...]:
     return tuple(data)
 
 
-def grammar_argument(text: str) -> Tuple[str, ...]:
-    """argparse type of ``--grammar`` (:func:`parse_grammar`; errors become argparse's one-line error)."""
-    try:
-        return parse_grammar(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-grammar_argument.__name__ = "grammar"
+grammar_argument = parser_type(parse_grammar, "grammar")  # argparse type of ``--grammar``
 
 
 def add_grammar_argument(p) -> None:

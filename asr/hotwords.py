@@ -15,12 +15,12 @@ Phrases are given as ``"phrase"`` (the default boost) or ``"phrase:boost"`` on t
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from collections import deque
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .argtypes import parser_type
 from .text import normalize
 
 __all__ = ["DEFAULT_BOOST", "MAX_BOOST", "MAX_HOTWORDS", "Hotword", "parse_hotwords", "parse_hotwords_text",
@@ -97,15 +97,7 @@ def parse_hotwords_text(text: str, default_boost: float = DEFAULT_BOOST) -> Tupl
     return parse_hotwords(items, default_boost)
 
 
-def hotwords_argument(text: str) -> Tuple[Hotword, ...]:
-    """argparse type of ``--hotwords`` (errors become argparse's one-line error)."""
-    try:
-        return parse_hotwords_text(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-hotwords_argument.__name__ = "hotwords"
+hotwords_argument = parser_type(parse_hotwords_text, "hotwords")  # argparse type of ``--hotwords``
 
 
 def add_hotwords_argument(p) -> None:
