@@ -178,7 +178,7 @@ def add_decoder_arguments(p, finals_only: bool = False, default: Optional[str] =
     ``--decoder`` and :func:`add_beam_arguments`' flags.
     ``finals_only``: live recognition, where partial results always stay greedy. ``default``: the
     ``--decoder`` default; None: ``default`` (the model's bundled LM), or ``greedy`` with ``finals_only``
-    (``asr serve`` and ``asr mic`` keep greedy finals unless asked)."""
+    (``asr serve`` keeps greedy finals unless asked; ``asr mic`` passes ``default``)."""
     default = default or ("greedy" if finals_only else "default")
     what = "final results (partial results stay greedy)" if finals_only else "CTC decoding"
     p.add_argument("--decoder", choices=["default", "greedy", "beam"], default=default,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from recipes.eval.systems import decoder_label, model_tag, pocketsphinx_tag, system_tag
+from recipes.eval.systems import decoder_label, model_tag, pocketsphinx_tag, project_tag, system_tag
 
 HEADER = ["set", "utts", "audio min", "system", "WER %", "CER %", "S/D/I", "RTF 1 thread (wall / CPU)",
           "RTF eval run (wall / CPU)", "word latency median / p95 (ms)", "final latency median / p95 (ms)"]
@@ -54,8 +54,7 @@ def length_scores(sets, systems) -> tuple:
 def length_table(sets, args, out: Path, data: dict) -> list:
     """Markdown lines: WER of every system per reference-length bucket (1 word, 2, 3-5, 6+) of each set,
     from the per-utterance files; also stored under ``data["sets"][SET]["by_length"]``."""
-    systems = [(f"project ({decoder_label(args, d)})",
-                out / system_tag(args.model, d, args.lm, args.int8, bool(args.grammar)), "utterances.jsonl")
+    systems = [(f"project ({decoder_label(args, d)})", out / project_tag(args, d), "utterances.jsonl")
                for d in args.decoder] + [("PocketSphinx 5", out / pocketsphinx_tag(args), "hyps.jsonl")]
     per_set, used = length_scores(sets, systems)
     if not per_set:
@@ -95,7 +94,7 @@ def set_rows(name: str, manifest: str, source: str, args, out: Path) -> tuple:
     tag = model_tag(args.model, args.int8)
     rows, entry = [], {"source": source, "manifest": manifest}
     for decoder in args.decoder:
-        pf = out / system_tag(args.model, decoder, args.lm, args.int8, bool(args.grammar)) / name / "summary.json"
+        pf = out / project_tag(args, decoder) / name / "summary.json"
         if not pf.exists():
             continue
         p = json.loads(pf.read_text())

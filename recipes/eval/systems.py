@@ -29,6 +29,11 @@ def system_tag(model: str, decoder: str, lm, int8: bool = False, grammar: bool =
     return tag if decoder == "greedy" else f"{tag}+beam" + ("-lm" if lm else "")
 
 
+def project_tag(args, decoder: str) -> str:
+    """The project's result directory for one ``--decoder`` of this run (:func:`system_tag`)."""
+    return system_tag(args.model, decoder, args.lm, args.int8, bool(args.grammar))
+
+
 def pocketsphinx_tag(args) -> str:
     """PocketSphinx's result directory: its n-gram LM, or with ``--grammar`` a JSGF grammar."""
     return "pocketsphinx+grammar" if args.grammar else "pocketsphinx"
@@ -139,7 +144,7 @@ def stage_project_decoder(sets, args, out: Path, decoder: str) -> None:
     rec = load_model(args.model, int8=args.int8)  # fails with a clear message before any work
     opts = eval_options(args, decoder)
     beam = None  # built on first use (the LM is read once for all sets; not at all when all are cached)
-    tag = system_tag(args.model, decoder, args.lm, args.int8, bool(args.grammar))
+    tag = project_tag(args, decoder)
     mkey = file_key(args.model) if Path(args.model).is_file() else {"name": args.model, "meta": rec.meta}
     for name, manifest, _ in sets:
         d = out / tag / name
