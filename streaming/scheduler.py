@@ -32,7 +32,6 @@ is over its limit), so this module never drops or refuses input.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -42,6 +41,7 @@ from typing import Callable, Deque, List, Optional, Tuple
 import numpy as np
 
 from asr.decoding import Result
+from asr.evalrun import all_cores
 from asr.stream import Stream, audio_chunks, decode_streams, feed_streams
 
 __all__ = ["Scheduler", "Job", "StepOutput", "default_workers"]
@@ -140,11 +140,8 @@ class Job:
 
 
 def default_workers() -> int:
-    """One worker per CPU core this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    """One worker per CPU core this process may run on (:func:`asr.evalrun.all_cores`)."""
+    return max(1, all_cores())
 
 
 class Scheduler:
