@@ -195,6 +195,8 @@ class _Connection:
                 if out.error:
                     self.fail(P.ProtocolError("internal", "recognition failed on the server"))
                     continue
+                if out.done:  # let the finished stream go before the client hears "done" (as fail() does)
+                    self.job.remove()
                 for ev in self.events(out):
                     await ws.send(json.dumps(ev))
                 for _, reason in out.finals:

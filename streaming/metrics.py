@@ -1,11 +1,24 @@
-"""Server metrics in the Prometheus text format, without a dependency (``/metrics``)."""
+"""Server metrics in the Prometheus text format, without a dependency (``/metrics``).
+
+A process keeps its own :class:`Metrics`; :meth:`Metrics.snapshot` turns them, with the
+server's gauges, into plain data (JSON-able). :func:`render` writes the text of one or more
+snapshots: a server of several processes (``asr serve --processes N``) answers a scrape with
+the sum over every process's snapshot (:mod:`streaming.peers` collects them), counters and
+histograms added up, gauges added up except the peaks (largest), plus ``asr_processes``
+(the processes that answered) and ``asr_process_connections`` per process.
+"""
 
 from __future__ import annotations
 
 import threading
-from typing import Dict
+from typing import Dict, List
 
-__all__ = ["Histogram", "Metrics"]
+__all__ = ["Histogram", "Metrics", "render"]
+
+# counters without a zero line when empty (one series per label value)
+LABELLED = ("asr_connections_total", "asr_errors_total", "asr_finals_total")
+# gauges combined over processes by their largest value instead of their sum
+PEAK_GAUGES = ("asr_peak_pending_audio_seconds", "asr_peak_pending_items")
 
 
 class Histogram:
@@ -23,21 +36,27 @@ class Histogram:
             self.sum += v
             self.count += 1
 
-    def render(self):
-        out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
+    def snapshot(self) -> dict:
         with self._lock:
-            acc = 0
-            for b, c in zip(self.buckets, self.counts):
-                acc += c
-                out.append(f'{self.name}_bucket{{le="{b:g}"}} {acc}')
-            out.append(f'{self.name}_bucket{{le="+Inf"}} {self.count}')
-            out.append(f"{self.name}_sum {self.sum:.6f}")
-            out.append(f"{self.name}_count {self.count}")
-        return out
+            return {"name": self.name, "help": self.help, "buckets": self.buckets, "counts": list(self.counts),
+                    "sum": self.sum, "count": self.count}
+
+
+def _render_histogram(h: dict) -> List[str]:
+    name = h["name"]
+    out = [f"# HELP {name} {h['help']}", f"# TYPE {name} histogram"]
+    acc = 0
+    for b, c in zip(h["buckets"], h["counts"]):
+        acc += c
+        out.append(f'{name}_bucket{{le="{b:g}"}} {acc}')
+    out.append(f'{name}_bucket{{le="+Inf"}} {h["count"]}')
+    out.append(f"{name}_sum {h['sum']:.6f}")
+    out.append(f"{name}_count {h['count']}")
+    return out
 
 
 class Metrics:
-    """Prometheus text exposition, no dependency."""
+    """One process's counters and histograms (thread-safe)."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -49,7 +68,6 @@ class Metrics:
         self.latency = Histogram("asr_result_latency_seconds",
                                  "From receiving an audio message to sending the event that covers it.",
                                  [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10])
-        self.labelled = {"asr_connections_total", "asr_errors_total", "asr_finals_total"}
         for name, h in [("asr_connections_total", "WebSocket connections accepted, by endpoint."),
                         ("asr_errors_total", "Connections ended by an error, by code."),
                         ("asr_finals_total", "Final results sent, by reason."),
@@ -73,18 +91,59 @@ class Metrics:
             self.batch_size.observe(batch)
             self.step_seconds.observe(seconds)
 
-    def render(self, gauges: Dict[str, tuple]) -> str:
-        out = []
-        for name, (help, value) in gauges.items():
-            out += [f"# HELP {name} {help}", f"# TYPE {name} gauge", f"{name} {value:g}"]
+    def snapshot(self, gauges: Dict[str, tuple], process: int = 0, pid: int = 0) -> dict:
+        """Gauges (``name -> (help, value)``), counters and histograms of process number
+        ``process`` (``pid``) now, as JSON-able data for :func:`render`."""
         with self._lock:
-            for name, series in self.counters.items():
-                out += [f"# HELP {name} {self.help[name]}", f"# TYPE {name} counter"]
-                if not series and name not in self.labelled:
-                    out.append(f"{name} 0")
-                for labels, v in sorted(series.items()):
-                    lab = "{" + ",".join(f'{k}="{val}"' for k, val in labels) + "}" if labels else ""
-                    out.append(f"{name}{lab} {v:g}")
-        for h in (self.batch_size, self.step_seconds, self.latency):
-            out += h.render()
-        return "\n".join(out) + "\n"
+            counters = {name: [self.help[name], [[[list(kv) for kv in labels], v] for labels, v in series.items()]]
+                        for name, series in self.counters.items()}
+        return {"process": process, "pid": pid, "gauges": {k: list(v) for k, v in gauges.items()},
+                "counters": counters,
+                "histograms": [h.snapshot() for h in (self.batch_size, self.step_seconds, self.latency)]}
+
+    def render(self, gauges: Dict[str, tuple]) -> str:
+        """This process alone, as the text of ``/metrics``."""
+        return render([self.snapshot(gauges)])
+
+
+def render(snapshots: List[dict]) -> str:
+    """The Prometheus text of the sum of :meth:`Metrics.snapshot` s (module docstring)."""
+    gauges: Dict[str, list] = {}
+    for s in snapshots:
+        for name, (help, v) in s["gauges"].items():
+            if name not in gauges:
+                gauges[name] = [help, v]
+            else:
+                gauges[name][1] = max(gauges[name][1], v) if name in PEAK_GAUGES else gauges[name][1] + v
+    gauges["asr_processes"] = ["Server processes that answered this scrape (asr serve --processes).", len(snapshots)]
+    out = []
+    for name, (help, value) in gauges.items():
+        out += [f"# HELP {name} {help}", f"# TYPE {name} gauge", f"{name} {value:g}"]
+    out += ["# HELP asr_process_connections Open WebSocket connections of each server process.",
+            "# TYPE asr_process_connections gauge"]
+    for s in sorted(snapshots, key=lambda s: s["process"]):
+        out.append(f'asr_process_connections{{process="{s["process"]}",pid="{s["pid"]}"}} '
+                   f'{s["gauges"].get("asr_active_connections", [0, 0])[1]:g}')
+    counters: Dict[str, list] = {}
+    for s in snapshots:
+        for name, (help, series) in s["counters"].items():
+            total = counters.setdefault(name, [help, {}])[1]
+            for labels, v in series:
+                key = tuple(tuple(kv) for kv in labels)
+                total[key] = total.get(key, 0.0) + v
+    for name, (help, series) in counters.items():
+        out += [f"# HELP {name} {help}", f"# TYPE {name} counter"]
+        if not series and name not in LABELLED:
+            out.append(f"{name} 0")
+        for labels, v in sorted(series.items()):
+            lab = "{" + ",".join(f'{k}="{val}"' for k, val in labels) + "}" if labels else ""
+            out.append(f"{name}{lab} {v:g}")
+    for k, h in enumerate(snapshots[0]["histograms"] if snapshots else []):
+        total = dict(h, counts=list(h["counts"]))
+        for s in snapshots[1:]:
+            other = s["histograms"][k]
+            total["counts"] = [a + b for a, b in zip(total["counts"], other["counts"])]
+            total["sum"] += other["sum"]
+            total["count"] += other["count"]
+        out += _render_histogram(total)
+    return "\n".join(out) + "\n"

@@ -11,12 +11,15 @@ The server is a thin adapter over :class:`asr.stream.Stream`:
 * per-connection queues are bounded: a connection whose queued audio exceeds
   ``max_pending_s`` is not read until the worker catches up (TCP backpressure);
 * HTTP routes on the same port: ``/healthz`` (JSON), ``/metrics`` (Prometheus text,
-  :mod:`streaming.metrics`), ``/`` (browser microphone page from ``streaming/web/``);
+  :mod:`streaming.metrics`; of the whole server when it runs as several processes,
+  :mod:`streaming.peers`), ``/`` (browser microphone page from ``streaming/web/``);
 * limits: message size, connection count (refused with ``server_busy`` / close 1013; by
   default derived from the model and the cores, :mod:`streaming.capacity`), idle timeout;
   optional bearer token (header or ``?token=``) and TLS;
 * SIGTERM / SIGINT (``asr serve``, :mod:`streaming.serve`): stop accepting, finish every
-  stream with its final result, exit 0.
+  stream with its final result, exit 0;
+* ``asr serve --processes N`` runs N of these servers in processes of their own on one port
+  (:mod:`streaming.supervisor`).
 
 Usage::
 
@@ -44,8 +47,9 @@ from asr.errors import OptionError
 
 from . import protocol as P
 from .connection import AsrConnection, VoskConnection
-from .metrics import Metrics
+from .metrics import Metrics, render
 from .capacity import default_max_connections
+from .peers import Peers
 from .scheduler import Scheduler, default_workers
 
 __all__ = ["ServerConfig", "ASRServer", "BackgroundServer", "tls_context"]
@@ -125,10 +129,15 @@ class ASRServer:
     ``final_decoder`` (e.g. :class:`asr.beam.BeamCTCDecoder` with a word LM) decodes every
     final result again from its segment's log-probabilities, in the scheduler thread;
     partial results stay greedy (see :class:`asr.stream.Stream`).
+
+    With ``peers`` (:class:`streaming.peers.Peers`) the server is one process of several
+    sharing its port (``SO_REUSEPORT``; :mod:`streaming.supervisor`), and ``/metrics`` sums
+    all of them.
     """
 
-    def __init__(self, rec, cfg: ServerConfig = ServerConfig(), final_decoder=None):
+    def __init__(self, rec, cfg: ServerConfig = ServerConfig(), final_decoder=None, peers: Optional[Peers] = None):
         self.rec = rec
+        self.peers = peers
         workers = cfg.workers or default_workers()
         # the derived values are set in cfg, so every user of it (connections, /metrics) sees them
         self.cfg = cfg = replace(cfg, workers=workers, max_connections=cfg.max_connections
@@ -176,6 +185,8 @@ class ASRServer:
                                    workers=self.cfg.workers)
         self.scheduler.start()
         ctx = tls_context(self.cfg.certfile, self.cfg.keyfile) if self.cfg.certfile else None
+        if self.peers is not None:
+            await self.peers.start(self.snapshot)
         self._server = await serve(
             self._handler, self.cfg.host, self.cfg.port,
             process_request=self._process_request,
@@ -184,6 +195,7 @@ class ASRServer:
             compression=None,  # PCM barely compresses; deflate would only cost CPU
             ping_interval=self.cfg.ping_interval_s, ping_timeout=self.cfg.ping_timeout_s,
             ssl=ctx, server_header=None,
+            reuse_port=self.peers is not None,  # the other processes of this server bind the port too
         )
         return self
 
@@ -225,28 +237,42 @@ class ASRServer:
         if path == "/metrics":
             if not self._authorized(request):
                 return _http(HTTPStatus.UNAUTHORIZED, b"missing or wrong token\n", extra=[("WWW-Authenticate", "Bearer")])
-            return _http(HTTPStatus.OK, self.render_metrics().encode(), "text/plain; version=0.0.4; charset=utf-8")
+            return self._metrics_response()
         f = self.static.get(path)
         if f is not None:
             return _http(HTTPStatus.OK, f.read_bytes(), _CONTENT_TYPES[f.suffix])
         return _http(HTTPStatus.NOT_FOUND, b"not found\n")
 
+    async def _metrics_response(self):
+        snapshots = [self.snapshot()] + (await self.peers.gather() if self.peers is not None else [])
+        return _http(HTTPStatus.OK, render(snapshots).encode(), "text/plain; version=0.0.4; charset=utf-8")
+
     def render_metrics(self) -> str:
-        streams = sum(1 for c in self.connections if c.job is not None)
+        """This process's ``/metrics`` text (of the whole server if it is its only process)."""
+        return render([self.snapshot()])
+
+    def snapshot(self) -> dict:
+        """This process's metrics now (:meth:`streaming.metrics.Metrics.snapshot`)."""
+        index = self.peers.index if self.peers is not None else 0
+        return self.metrics.snapshot(self._gauges(), process=index, pid=os.getpid())
+
+    def _gauges(self) -> dict:
+        streams = sum(1 for c in self.connections if c.job is not None and not c.job.removed)
         pending = sum(c.pending / c.job.stream.sample_rate for c in self.connections if c.job is not None)
-        return self.metrics.render({
+        return {
             "asr_active_connections": ("Open WebSocket connections.", len(self.connections)),
-            "asr_active_streams": ("Connections with a recognition stream.", streams),
+            "asr_active_streams": ("Connections with a recognition stream not yet finished (a stream is "
+                                   "let go before its last event, done or error, is sent).", streams),
             "asr_pending_audio_seconds": ("Audio queued and not yet answered, all connections.", pending),
             "asr_peak_pending_audio_seconds": ("Largest queued audio of one connection so far.", self.peak_pending_s),
             "asr_peak_pending_items": ("Most queued messages of one connection so far (audio pieces and controls; "
                                        "bounded by streaming.connection.MAX_PENDING_ITEMS).", self.peak_pending_items),
-            "asr_scheduler_streams": ("Streams registered with the scheduler (0 once every connection has closed; "
-                                      "more would be leaked streams).", self.scheduler.jobs if self.scheduler else 0),
-            "asr_max_connections": ("The connection limit (ServerConfig.max_connections, derived if 0).",
+            "asr_scheduler_streams": ("Streams registered with the scheduler (0 once every stream has finished or "
+                                      "its connection closed; more would be leaked streams).", self.scheduler.jobs if self.scheduler else 0),
+            "asr_max_connections": ("The connection limit, all processes (ServerConfig.max_connections, derived if 0).",
                                     self.cfg.max_connections),
-            "asr_workers": ("Scheduler worker threads.", self.cfg.workers),
-        })
+            "asr_workers": ("Scheduler worker threads (all processes).", self.cfg.workers),
+        }
 
     # -- shutdown
     async def shutdown(self) -> None:
@@ -278,6 +304,8 @@ class ASRServer:
             except asyncio.TimeoutError:
                 log.warning("shutdown: the websockets server did not close in time")
         await asyncio.get_running_loop().run_in_executor(None, self.scheduler.stop)
+        if self.peers is not None:
+            await self.peers.close()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
