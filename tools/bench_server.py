@@ -2,14 +2,17 @@
 
 For each N in ``--streams``, N clients on ONE asyncio loop each open ``/asr`` and send speech
 files (joined, from ``--audio``) in 100 ms chunks at real-time pace for ``--seconds``, then
-``end``. The server is ``asr serve`` in its own process (or ``--url`` + ``--server-pid``), so
-its CPU (cores used) and RSS are read from ``/proc``, apart from the client's. Reported per N:
+``end``. The server is ``asr serve`` (``--processes``: that many server processes under a
+supervisor) in processes of its own (or ``--url`` + ``--server-pid``), so its CPU (cores used)
+and memory are read from ``/proc``, apart from the client's: CPU and RSS summed over the server
+process and all its descendants (children that exited count through their parent's ``cutime``),
+and PSS beside RSS (a page shared by several processes counts once). Reported per N:
 
 * partial latency p50/p95/p99: a partial says how much audio it covers (``end``); its latency
   is its arrival time minus the time the client sent the chunk that completed that audio
   (including the 15 ms a 25 ms frame reaches past its 10 ms hop);
 * final latency p50/p95: from sending ``end`` to the final result;
-* server cores and RSS, client cores, errors (error events, refusals, closes other than
+* server cores, RSS and PSS, client cores, errors (error events, refusals, closes other than
   1000, missing ``done``, server ``asr_errors_total``), and leaked streams after the clients
   are gone (``asr_active_streams`` / ``asr_scheduler_streams`` of ``/metrics``);
 
@@ -22,6 +25,7 @@ after warm-up (first minute) and its drift to the end, errors, leaked streams.
 Usage (measure on an otherwise idle machine)::
 
     python tools/bench_server.py --streams 50,100,150,200,250 --seconds 30 --int8
+    python tools/bench_server.py --streams 200,250,300 --seconds 30 --processes 2
     python tools/bench_server.py --streams 200 --churn 10 --audio DATA/real/real_dev.jsonl
     python tools/bench_server.py --url ws://127.0.0.1:2700/asr --server-pid 1234 --streams 100
 
@@ -66,7 +70,8 @@ class Server:
             self.url, self.pid = args.url, args.server_pid
             return
         cmd = [sys.executable, "-m", "asr", "serve", "--model", args.model, "--port", "0", "--no-web",
-               "--max-connections", str(max(args.streams + [args.churn_streams or 0]) + 50), "--idle-timeout", "600", *args.server_arg]
+               "--max-connections", str(max(args.streams + [args.churn_streams or 0]) + 50), "--idle-timeout", "600",
+               "--processes", str(args.processes), *args.server_arg]
         if int8:
             cmd.append("--int8")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -86,16 +91,15 @@ class Server:
                 (re.match(r"^([a-z_]+(\{[^}]*\})?) ([0-9.e+-]+)$", line) for line in text.splitlines()) if m}
 
     def cpu_s(self) -> float:
-        if not self.pid:
-            return float("nan")
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime, all threads
+        """CPU seconds of the server so far: its processes' own and their exited children's."""
+        return sum((f[11] + f[12] + f[13] + f[14]) / CLK for f in _stats(process_tree(self.pid)).values()) \
+            if self.pid else float("nan")
 
     def rss_mb(self) -> float:
-        if not self.pid:
-            return float("nan")
-        m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{self.pid}/status").read_text())
-        return int(m.group(1)) / 1024
+        return sum(_kb(f"/proc/{p}/status", "VmRSS") for p in process_tree(self.pid)) / 1024 if self.pid else float("nan")
+
+    def pss_mb(self) -> float:
+        return sum(_kb(f"/proc/{p}/smaps_rollup", "Pss") for p in process_tree(self.pid)) / 1024 if self.pid else float("nan")
 
     async def wait_idle(self, timeout: float = 60.0) -> dict:
         t = time.monotonic()
@@ -109,6 +113,40 @@ class Server:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(60)
+
+
+def _stats(pids) -> dict:
+    """pid -> the numbers of /proc/PID/stat after the command name (index 1: parent pid,
+    11-14: utime, stime, cutime, cstime in clock ticks), for the processes still there."""
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = [int(x) if x.lstrip("-").isdigit() else 0
+                        for x in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()]
+        except (OSError, IndexError):
+            pass  # exited meanwhile
+    return out
+
+
+def process_tree(pid: int) -> List[int]:
+    """``pid`` and all its descendants (a supervisor and its server processes)."""
+    children: dict = {}
+    for p, f in _stats(int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()).items():
+        children.setdefault(f[1], []).append(p)
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def _kb(path: str, key: str) -> int:
+    try:
+        m = re.search(rf"^{key}:\s+(\d+) kB", Path(path).read_text(), re.M)
+    except OSError:
+        return 0  # exited meanwhile
+    return int(m.group(1)) if m else 0
 
 
 # ---- runs ----------------------------------------------------------------------------------
@@ -134,12 +172,12 @@ async def measure(srv: Server, n: int, seconds: float, ring: List[bytes]) -> dic
     cpu0, c0, t0 = srv.cpu_s(), time.process_time(), time.monotonic()
     await asyncio.gather(*(client(i) for i in range(n)))
     wall = time.monotonic() - t0
-    cpu, ccpu, rss = srv.cpu_s() - cpu0, time.process_time() - c0, srv.rss_mb()
+    cpu, ccpu, rss, pss = srv.cpu_s() - cpu0, time.process_time() - c0, srv.rss_mb(), srv.pss_mb()
     after = await srv.wait_idle()
     errors = len(tally.errors) + server_errors(before, after)
     return {"streams": n, "partial_p50": pct(tally.partial_ms, 50), "partial_p95": pct(tally.partial_ms, 95),
             "partial_p99": pct(tally.partial_ms, 99), "final_p50": pct(tally.final_ms, 50),
-            "final_p95": pct(tally.final_ms, 95), "server_cores": cpu / wall, "server_rss_mb": rss,
+            "final_p95": pct(tally.final_ms, 95), "server_cores": cpu / wall, "server_rss_mb": rss, "server_pss_mb": pss,
             "client_cores": ccpu / wall, "partials": len(tally.partial_ms), "errors": errors,
             "leaked": after.get("asr_active_streams", 0) + after.get("asr_scheduler_streams", 0),
             "error_kinds": sorted(set(tally.errors))[:5]}
@@ -182,13 +220,13 @@ async def churn(srv: Server, n: int, minutes: float, ring: List[bytes], warmup_s
 
 # ---- report --------------------------------------------------------------------------------
 def table(rows: List[dict], target_ms: float) -> str:
-    head = ("model", "N", "partial p50/p95/p99 ms", "final p50/p95 ms", "server cores", "server RSS MB",
+    head = ("model", "N", "partial p50/p95/p99 ms", "final p50/p95 ms", "server cores", "server RSS / PSS MB",
             "client cores", "partials", "errors", "leaked")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append(f"| {r['model']} | {r['streams']} | {r['partial_p50']:.0f} / {r['partial_p95']:.0f} / "
                      f"{r['partial_p99']:.0f} | {r['final_p50']:.0f} / {r['final_p95']:.0f} | {r['server_cores']:.2f} | "
-                     f"{r['server_rss_mb']:.0f} | {r['client_cores']:.2f} | {r['partials']} | {r['errors']:.0f} | "
+                     f"{r['server_rss_mb']:.0f} / {r['server_pss_mb']:.0f} | {r['client_cores']:.2f} | {r['partials']} | {r['errors']:.0f} | "
                      f"{r['leaked']:.0f} |")
     for model in dict.fromkeys(r["model"] for r in rows):
         ok = [r["streams"] for r in rows if r["model"] == model and r["partial_p95"] <= target_ms and not r["errors"]]
@@ -238,10 +276,13 @@ def main(argv=None) -> int:
                    help="files, directories or JSON-lines manifests of speech (default: tests/fixtures)")
     p.add_argument("--model", default="default", help="model of the server started here (default: %(default)s)")
     p.add_argument("--int8", action="store_true", help="also run the sweep with --int8, side by side")
+    p.add_argument("--processes", type=int, default=1, metavar="N",
+                   help="asr serve --processes of the server started here (0: one per core; default: %(default)s)")
     p.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for asr serve, repeatable (e.g. --server-arg=--workers=2)")
     p.add_argument("--url", help="benchmark a running server (ws://HOST:PORT/asr) instead of starting one")
-    p.add_argument("--server-pid", type=int, help="with --url: its process id, for CPU and RSS")
+    p.add_argument("--server-pid", type=int, help="with --url: its process id (with --processes, the supervisor's), "
+                   "for CPU and memory, summed over it and its descendants")
     p.add_argument("--target-ms", type=float, default=150.0, help="p95 partial latency target (default: %(default)s)")
     p.add_argument("--churn", type=float, default=0.0, metavar="MINUTES", help="then a churn run of this long")
     p.add_argument("--churn-streams", type=int, help="clients in the churn run (default: 80%% of the largest N "
@@ -251,8 +292,8 @@ def main(argv=None) -> int:
     args.streams = [int(x) for x in args.streams.split(",") if x.strip()]
     if not args.streams or min(args.streams) < 1 or args.seconds < 1:
         p.error("--streams must list positive numbers and --seconds be at least 1")
-    if args.url and args.int8:
-        p.error("--int8 starts its own server; not with --url")
+    if args.url and (args.int8 or args.processes != 1):
+        p.error("--int8 and --processes start a server of their own; not with --url")
 
     ring = load_chunks(audio_paths(args.audio))
     load = Path("/proc/loadavg").read_text().split()[0]
