@@ -51,7 +51,7 @@ def shares(total: int, processes: int) -> List[int]:
 
 def start(args, processes: int) -> int:
     """Check, plan, and become the supervisor of ``processes`` server processes (module
-    docstring). Returns only if the supervisor cannot be started."""
+    docstring): does not return, but raises if a check fails."""
     from asr.checkpoint import load_model
 
     from .serve import check_arguments, process_shares
@@ -70,7 +70,11 @@ def start(args, processes: int) -> int:
     Path(directory, "args.pickle").write_bytes(pickle.dumps(command))
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "streaming.supervisor", directory], python_env())
+    try:
+        os.execve(sys.executable, [sys.executable, "-m", "streaming.supervisor", directory], python_env())
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
 
 
 def child_main(argv: List[str]) -> int:
