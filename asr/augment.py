@@ -4,7 +4,7 @@ Each call draws every random decision from the ``numpy.random.Generator`` it is 
 so the same generator state always yields the same output (the data loader derives one
 generator per utterance and epoch from the run seed). Chain, each step optional::
 
-    speed perturbation -> reverberation -> additive noise -> telephone band -> gain -> clip
+    speed perturbation -> reverberation -> additive noise -> telephone band -> gain -> codec -> clip
 
 * speed: polyphase resampling by a rational factor (pitch and tempo change together,
   the usual Kaldi-style "speed perturbation"); the length changes by ``1/speed``;
@@ -16,11 +16,19 @@ generator per utterance and epoch from the run seed). Chain, each step optional:
   music on hold (``<aug_dir>/moh/*.wav``) and babble (sum of 3-6 other utterances from
   ``babble_paths``);
 * telephone: 16 kHz -> 8 kHz -> 300-3400 Hz band-pass -> optional 8-bit mu-law -> 16 kHz;
-* random gain, then clipping to [-1, 1].
+* random gain;
+* codec round trip (``codec_prob``, 0 by default): encode and decode with one codec drawn by
+  ``codec_weights`` among those this process has (:data:`CODECS`): G.722 at 64/56/48 kbit/s
+  (the optional PyPI package ``g722``, extra ``recipes``; the Asterisk test prompts are G.722),
+  and through libsndfile (``soundfile``, in memory) GSM 06.10, G.711 mu-/A-law and G.726-32
+  ADPCM at 8 kHz (resampled down and back), MP3, Ogg Vorbis and Opus at 16 kHz with a random
+  compression level. Output length = input length (G.722's 22-sample delay removed);
+* clipping to [-1, 1].
 
 Without ``aug_dir`` only the synthesized noises are used (no music, no reverb);
 without ``babble_paths`` there is no babble. Missing sources are simply skipped and
-their probability mass goes to the remaining noise types.
+their probability mass goes to the remaining noise types; likewise a codec whose library
+is missing (or cannot encode here) is skipped and its weight goes to the others.
 
 Cost (measured on the 2-core project machine, 4 s utterances, default config, one
 thread): 0.86 ms of CPU per second of audio with the default config, 2.5 ms with every
@@ -30,15 +38,30 @@ step forced on (details in ``recipes/synth/README.md``).
 from __future__ import annotations
 
 import glob
+import io
 import os
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["AugmentConfig", "Augmenter", "mix_at_snr"]
+__all__ = ["CODECS", "AugmentConfig", "Augmenter", "available_codecs", "codec_round_trip", "mix_at_snr"]
 
 SR = 16000
+
+CODECS = ("g722", "gsm", "g711", "g726", "mp3", "vorbis", "opus")  # the order of codec_weights
+G722_BITRATES = (64000, 56000, 48000)  # drawn uniformly
+G722_DELAY = 22  # samples at 16 kHz (QMF analysis + synthesis filters), measured by cross-correlation
+# libsndfile codecs: name -> (sample rate it runs at, container, subtypes (one drawn), compression
+# level range drawn uniformly or None); bit rates measured on real speech
+_SF_CODECS = {
+    "gsm": (8000, "WAV", ("GSM610",), None),  # GSM 06.10 full rate, 13 kbit/s
+    "g711": (8000, "WAV", ("ULAW", "ALAW"), None),  # 64 kbit/s
+    "g726": (8000, "WAV", ("G721_32",), None),  # 32 kbit/s ADPCM
+    "mp3": (SR, "MP3", ("MPEG_LAYER_III",), (0.5, 0.99)),  # ~38-24 kbit/s (1.0 is refused)
+    "vorbis": (SR, "OGG", ("VORBIS",), (0.5, 1.0)),  # ~49-30 kbit/s
+    "opus": (SR, "OGG", ("OPUS",), (0.9, 1.0)),  # ~32-7 kbit/s
+}
 
 
 @dataclass(frozen=True)
@@ -60,6 +83,63 @@ class AugmentConfig:
     gain_db: tuple[float, float] = (-12.0, 6.0)  # gain range in dB, drawn uniformly
     noise_bank_seconds: float = 20.0  # length of each pre-computed synthetic noise (random crops)
     noise_bank_seed: int = 0  # seed of the synthetic noise bank (fixed, so outputs are reproducible)
+    codec_prob: float = 0.0  # probability of a codec round trip (0: the step draws nothing from the rng)
+    codec_weights: tuple[float, ...] = (3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    # relative weights of CODECS (g722, gsm, g711, g726, mp3, vorbis, opus); unavailable ones are dropped
+
+    def __post_init__(self):
+        if len(self.codec_weights) != len(CODECS):
+            raise ValueError(f"codec_weights needs {len(CODECS)} weights {CODECS}, got {self.codec_weights}")
+
+
+def _resample(x: np.ndarray, up: int, down: int) -> np.ndarray:
+    from scipy.signal import resample_poly
+    return resample_poly(x, up, down).astype(np.float32)
+
+
+def _fit(x: np.ndarray, n: int) -> np.ndarray:
+    """``x`` cut or zero-padded at the end to ``n`` samples."""
+    return x[:n] if len(x) >= n else np.pad(x, (0, n - len(x)))
+
+
+def codec_round_trip(x: np.ndarray, name: str, rng: np.random.Generator) -> np.ndarray:
+    """``x`` (float32, 16 kHz) encoded and decoded by codec ``name`` (one of :data:`CODECS`), float32,
+    same length and time-aligned; the codec's settings (bit rate, law, compression level) are drawn
+    from ``rng``. Raises ImportError / soundfile.LibsndfileError when the codec is not available."""
+    n = len(x)
+    if name == "g722":
+        import G722
+        rate = G722_BITRATES[int(rng.integers(len(G722_BITRATES)))]
+        pcm = np.round(np.clip(np.pad(x, (0, G722_DELAY)), -1.0, 1.0) * 32767).astype(np.int16)
+        codec = G722.G722(SR, rate)  # fresh encoder/decoder state per utterance
+        y = np.asarray(codec.decode(codec.encode(pcm)), dtype=np.int16)[G722_DELAY:]
+        return _fit(y.astype(np.float32) / 32768.0, n)
+    import soundfile as sf
+    rate, fmt, subtypes, levels = _SF_CODECS[name]
+    subtype = subtypes[int(rng.integers(len(subtypes)))]
+    kw = {"compression_level": float(rng.uniform(*levels))} if levels else {}
+    z = _resample(x, rate, SR) if rate != SR else x
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(z, -1.0, 1.0), rate, format=fmt, subtype=subtype, **kw)
+    buf.seek(0)
+    y, _ = sf.read(buf, dtype="float32")  # libsndfile removes MP3/Opus encoder delay and padding
+    y = y if y.ndim == 1 else y[:, 0]
+    return _fit(_resample(y, SR, rate) if rate != SR else y, n)
+
+
+_AVAILABLE: dict[str, bool] = {}
+
+
+def available_codecs() -> tuple[str, ...]:
+    """The :data:`CODECS` that work in this process (each tried once on a short tone, then cached)."""
+    if not _AVAILABLE:
+        tone = (0.3 * np.sin(2 * np.pi * 440 / SR * np.arange(SR // 5))).astype(np.float32)
+        for name in CODECS:
+            try:
+                _AVAILABLE[name] = len(codec_round_trip(tone, name, np.random.default_rng(0))) == len(tone)
+            except Exception:  # noqa: BLE001  library missing or codec not built in: skip it
+                _AVAILABLE[name] = False
+    return tuple(name for name in CODECS if _AVAILABLE[name])
 
 
 def _pad_or_crop(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -149,10 +229,7 @@ class Augmenter:
         return self._babble
 
     # ------------------------------------------------------------------ steps
-    @staticmethod
-    def _resample(x: np.ndarray, up: int, down: int) -> np.ndarray:
-        from scipy.signal import resample_poly
-        return resample_poly(x, up, down).astype(np.float32)
+    _resample = staticmethod(_resample)
 
     def speed(self, x: np.ndarray, factor: float) -> np.ndarray:
         """Play ``x`` ``factor`` times faster (length / factor)."""
@@ -210,8 +287,15 @@ class Augmenter:
             c = np.sign(z) * np.log1p(mu * np.abs(z)) / np.log1p(mu)
             c = np.round((c + 1) * 127.5) / 127.5 - 1  # 8-bit code words
             y = np.sign(c) * np.expm1(np.abs(c) * np.log1p(mu)) / mu * peak
-        out = self._resample(y.astype(np.float32), 2, 1)
-        return out[: len(x)] if len(out) >= len(x) else np.pad(out, (0, len(x) - len(out)))
+        return _fit(self._resample(y.astype(np.float32), 2, 1), len(x))
+
+    def codec(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A round trip through one codec drawn by ``cfg.codec_weights`` among the available ones."""
+        avail = available_codecs()
+        w = np.array([wt if name in avail else 0.0 for name, wt in zip(CODECS, self.cfg.codec_weights)])
+        if w.sum() <= 0:
+            return x
+        return codec_round_trip(x, CODECS[int(rng.choice(len(CODECS), p=w / w.sum()))], rng)
 
     # ------------------------------------------------------------------ main entry
     def __call__(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -237,4 +321,7 @@ class Augmenter:
             x = self.telephone(x, rng)
         if u[4] < cfg.gain_prob:
             x = x * np.float32(10 ** (rng.uniform(*cfg.gain_db) / 20))
+        # drawn only when enabled, so codec_prob = 0 leaves every later draw (data.py's) unchanged
+        if cfg.codec_prob > 0 and rng.random() < cfg.codec_prob:
+            x = self.codec(x, rng)
         return np.clip(x, -1.0, 1.0).astype(np.float32, copy=False)

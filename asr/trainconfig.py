@@ -38,13 +38,15 @@ class AugmentOptions:
     augment: bool = True  # waveform augmentation (asr.augment): speed, noise, reverb, gain, telephone band
     spec_augment: bool = True  # SpecAugment frequency/time masks
     voice_channel_prob: float = 0.0  # share of augmented utterances given VTLP + a random EQ/tilt (asr.data.voice_channel)
+    codec_prob: float = 0.0  # share of augmented utterances sent through a codec round trip (asr.augment:
+    # G.722 64/56/48k, GSM, G.711, G.726, MP3, Vorbis, Opus; the ones this machine has)
     aug_first_epoch: float = 0.3  # share of utterances augmented in epoch 0 (ramp: clean data first)
     aug_prob: float = 0.8  # share of utterances augmented from epoch 1 on
     aug_dir: str = ""  # noise / room-response material for asr.augment ("" = synthesized noise only);
     # recipes/synth/prepare.py writes one (its conf/*.toml point at it)
 
     def __post_init__(self):
-        for name in ("voice_channel_prob", "aug_first_epoch", "aug_prob"):
+        for name in ("voice_channel_prob", "codec_prob", "aug_first_epoch", "aug_prob"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
@@ -96,7 +98,8 @@ class TrainConfig:
     # summed over DDP ranks, as the log's cpu_h is; a fair budget when several runs share the cores
     # (data-loader workers are not counted in it: the log and checkpoints report their CPU time
     # separately as loader_cpu_h / loader_cpu_hours)
-    # ---- augmentation: keys augment, spec_augment, voice_channel_prob, aug_first_epoch, aug_prob, aug_dir ----
+    # ---- augmentation: keys augment, spec_augment, voice_channel_prob, codec_prob, aug_first_epoch, aug_prob,
+    # aug_dir ----
     augmentation: AugmentOptions = field(default_factory=AugmentOptions)
     sorta_grad: bool = True  # epoch 0 ordered short to long
     # ---- bookkeeping ----

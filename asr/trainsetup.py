@@ -189,7 +189,7 @@ def make_batches(cfg: TrainConfig, train_utts, tok, logmel: LogMel, ranks: Ranks
         from .augment import AugmentConfig, Augmenter
 
         babble = [u.audio for u in random.Random(cfg.seed).sample(train_utts, min(2000, len(train_utts)))]
-        augmenter = Augmenter(AugmentConfig(), aug.aug_dir or None, babble_paths=babble)
+        augmenter = Augmenter(AugmentConfig(codec_prob=aug.codec_prob), aug.aug_dir or None, babble_paths=babble)
     ds = SpeechDataset(train_utts, tok, logmel, augmenter, spec_augment=aug.spec_augment, seed=cfg.seed,
                        voice_channel_prob=aug.voice_channel_prob)
     sampler = BucketBatchSampler(
