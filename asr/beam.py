@@ -31,7 +31,7 @@ import os
 import tempfile
 import threading
 from dataclasses import dataclass, replace
-from typing import List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -108,11 +108,11 @@ def beam_options(args, base: Optional[BeamOptions] = None) -> "BeamOptions":
 
 def check_decoder_arguments(args) -> None:
     """Fail fast on flag combinations :func:`add_decoder_arguments` cannot express. ``--decoder default``
-    next to ``--grammar`` / ``--hotwords``, which choose the final decoder themselves, becomes
-    ``greedy`` here, so their own checks see no beam search asked for."""
+    next to ``--grammar``, which chooses the final decoder itself, becomes ``greedy`` here, so its own
+    check sees no beam search asked for (``--hotwords`` join the default decoder's LM instead)."""
     if args.lm and args.decoder != "beam":
         raise ValueError("--lm needs --decoder beam")
-    if args.decoder == "default" and (getattr(args, "grammar", None) or getattr(args, "hotwords", None)):
+    if args.decoder == "default" and getattr(args, "grammar", None):
         args.decoder = "greedy"
 
 
@@ -188,6 +188,46 @@ def add_decoder_arguments(p, finals_only: bool = False, default: Optional[str] =
     add_beam_arguments(p)
 
 
+def spellings(tok: Tokenizer, word: str) -> List[List[str]]:
+    """A word's spellings in the model's tokens for a lexicon ([] if it has none): its pieces, and for a
+    char model, whose word-boundary token sits between words, not before the first one, the pieces
+    after that token too."""
+    try:
+        ids = tok.encode(word)
+    except ValueError:  # characters outside a char model's alphabet
+        return []
+    if not ids or 0 in ids:
+        return []
+    pieces = [tok.pieces[i] for i in ids]
+    return [pieces] if pieces[0].startswith(WORD_START) else [pieces, [WORD_START, *pieces]]
+
+
+def spell_info(spells: List[List[str]]) -> Tuple[int, bool]:
+    """(tokens of the first spelling, whether it starts with the word-boundary token): how
+    :meth:`BeamCTCDecoder._lexicon_words` finds a word's tokens in a hypothesis."""
+    return len(spells[0]), spells[0][0] == WORD_START
+
+
+def lexicon_entries(tok: Tokenizer, lm: str) -> Iterator[Tuple[str, List[List[str]]]]:
+    """``(word, spellings)`` of each word of ARPA file ``lm`` that the model's tokens can spell, in the file's order."""
+    from .lm import arpa_vocabulary
+
+    for w in arpa_vocabulary(lm):
+        spells = spellings(tok, w)
+        if spells:
+            yield w, spells
+
+
+def emissions(log_probs: Sequence[torch.Tensor], vocab: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Non-empty ``(steps_i, vocab)`` log-probs -> the flashlight search's ``(batch, steps, vocab + 1)``
+    input (the dummy silence token never emitted) and the lengths."""
+    lens = torch.tensor([lp.shape[0] for lp in log_probs])
+    em = torch.full((len(log_probs), int(lens.max()), vocab + 1), _NEVER, dtype=torch.float32)
+    for b, lp in enumerate(log_probs):
+        em[b, : lens[b], :vocab] = lp.float()
+    return em.contiguous(), lens
+
+
 class BeamCTCDecoder:
     """Offline beam search over ``(steps, vocab)`` CTC log-probabilities -> :class:`Result`
     (an :class:`asr.decoding.Decoder`).
@@ -210,7 +250,8 @@ class BeamCTCDecoder:
         self.opts = opts
         self.vocab = tokenizer.vocab_size
         self._lock = threading.Lock()  # one decoder may serve the streams (and server workers) of a process
-        lexicon, self._spell_len = None, {}
+        self._shared_lock = threading.Lock()
+        lexicon, self._spell_len, self._shared = None, {}, None
         if opts.lm is not None:
             if not os.path.isfile(opts.lm):
                 raise FileNotFoundError(f"no such language model: {opts.lm}")
@@ -231,25 +272,25 @@ class BeamCTCDecoder:
                 os.unlink(lexicon)
 
     def _write_lexicon(self, lm: str) -> str:
-        """A flashlight lexicon file: each LM word and its spelling in the model's tokens."""
-        from .lm import arpa_vocabulary
-
+        """A flashlight lexicon file: each LM word and its spelling(s) in the model's tokens."""
         fd, path = tempfile.mkstemp(suffix=".lexicon.txt", text=True)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for w in arpa_vocabulary(lm):
-                try:
-                    ids = self.tok.encode(w)
-                except ValueError:  # characters outside a char model's alphabet
-                    continue
-                if not ids or 0 in ids:
-                    continue
-                pieces = [self.tok.pieces[i] for i in ids]
-                self._spell_len[w] = (len(pieces), pieces[0] == WORD_START)
-                f.write(f"{w}\t{' '.join(pieces)}\n")
-                if not pieces[0].startswith(WORD_START):
-                    # char models put the word-boundary token between words, not before the first one
-                    f.write(f"{w}\t{WORD_START} {' '.join(pieces)}\n")
+            for w, spells in lexicon_entries(self.tok, lm):
+                self._spell_len[w] = spell_info(spells)
+                f.writelines(f"{w}\t{' '.join(s)}\n" for s in spells)
         return path
+
+    def lexicon_search(self):
+        """The search's shared parts for per-request lexicons (:class:`asr.lmhotwords.SharedLexicon`),
+        built on first use; None without an LM."""
+        if self.opts.lm is None:
+            return None
+        with self._shared_lock:  # not the search's lock: building this must not hold up decoding
+            if self._shared is None:
+                from .lmhotwords import SharedLexicon
+
+                self._shared = SharedLexicon(self)
+            return self._shared
 
     def decode(self, log_probs: torch.Tensor, length: Optional[int] = None) -> Result:
         """One utterance: ``log_probs`` ``(steps, vocab)``, its first ``length`` steps (None: all)."""
@@ -266,37 +307,37 @@ class BeamCTCDecoder:
             if lp.shape[0] == 0:
                 out[i] = Result("", [], 0.0, 0.0)
         if todo:
-            lens = torch.tensor([log_probs[i].shape[0] for i in todo])
-            em = torch.full((len(todo), int(lens.max()), self.vocab + 1), _NEVER, dtype=torch.float32)
-            for b, i in enumerate(todo):
-                em[b, : lens[b], : self.vocab] = log_probs[i].float()
+            em, lens = emissions([log_probs[i] for i in todo], self.vocab)
             with self._lock:  # one search at a time: the flashlight decoder keeps its search state in itself
-                hyps = self._dec(em.contiguous(), lens)
+                hyps = self._dec(em, lens)
             for b, i in enumerate(todo):
                 out[i] = self._result(hyps[b][0], log_probs[i])
         return out  # type: ignore[return-value]
 
-    def _result(self, hyp, lp: torch.Tensor) -> Result:
+    def _result(self, hyp, lp: torch.Tensor, spell_len: Optional[dict] = None) -> Result:
+        """A flashlight hypothesis (``tokens``, ``timesteps``, ``words``) over log-probs ``lp`` -> Result.
+        ``spell_len``: the lexicon's :func:`spell_info` by word (None: this decoder's own)."""
         tokens = []
         for tid, t in zip(hyp.tokens.tolist(), hyp.timesteps.tolist()):
             if tid == 0 or tid >= self.vocab:  # blank, dummy silence
                 continue
             t = min(int(t), lp.shape[0] - 1)
             tokens.append(Token(tid, t, t, float(lp[t, tid].exp())))
-        if self._spell_len:
-            words = self._lexicon_words(hyp.words, tokens)
+        spell_len = self._spell_len if spell_len is None else spell_len
+        if spell_len:
+            words = self._lexicon_words(hyp.words, tokens, spell_len)
         else:
             words = assemble_words(tokens, self.tok.pieces, self.step_s)  # as the greedy decoder does
         return Result.of_words(words, 0.0, lp.shape[0] * self.step_s)
 
-    def _lexicon_words(self, hyp_words: Sequence[str], tokens: List[Token]) -> List[Word]:
+    def _lexicon_words(self, hyp_words: Sequence[str], tokens: List[Token], spell_len: dict) -> List[Word]:
         """Words of a lexicon search: each consumes its spelling's tokens (a char model's
         optional word-boundary token before it is skipped), giving its times and confidence."""
         words, k = [], 0
         for w in hyp_words:
-            if w not in self._spell_len:  # <unk> (only with a finite unk score): no spelling to align
+            if w not in spell_len:  # <unk> (only with a finite unk score): no spelling to align
                 continue
-            n, starts_with_boundary = self._spell_len[w]
+            n, starts_with_boundary = spell_len[w]
             if k < len(tokens) and self.tok.pieces[tokens[k].id] == WORD_START and not starts_with_boundary:
                 k += 1
             grp = tokens[k : k + n]

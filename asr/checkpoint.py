@@ -95,11 +95,13 @@ class Recognizer:
         ``final_decoder``: see :meth:`final_decoder` (default: the bundled LM's beam search if the
         model has one, else greedy). ``grammar`` (phrases, optionally ``"[unk]"``), ``hotwords``
         (phrases or ``(phrase, boost)`` pairs) and ``nbest`` (alternatives per final) choose the
-        stream's final decoder instead (:func:`asr.vocab.vocabulary_decoder`)."""
+        stream's final decoder from that one (:func:`asr.vocab.vocabulary_decoder`): hotwords join the
+        LM's beam search if ``final_decoder`` is one, else an LM-free prefix beam search."""
         if grammar is not None or hotwords is not None or nbest != 1:
             from .vocab import vocabulary_decoder
 
-            dec = vocabulary_decoder(self, grammar, hotwords, nbest, None)
+            base = self.final_decoder(final_decoder) if hotwords is not None and nbest == 1 else None
+            dec = vocabulary_decoder(self, grammar, hotwords, nbest, base)
         else:
             dec = self.final_decoder(final_decoder)
         return Stream(self, sample_rate=sample_rate, final_decoder=dec, **kwargs)

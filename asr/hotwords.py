@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from .argtypes import parser_type
 from .text import normalize
@@ -104,13 +104,20 @@ def add_hotwords_argument(p) -> None:
     """``--hotwords`` for ``asr transcribe``."""
     p.add_argument("--hotwords", type=hotwords_argument, metavar="PHRASES",
                    help="prefer these words or phrases: comma-separated or a file with one per line, each PHRASE or "
-                        f"PHRASE:BOOST (nats per token, default {DEFAULT_BOOST:g}); prefix beam search with contextual "
-                        "biasing, no LM (not with --decoder beam or --grammar)")
+                        f"PHRASE:BOOST (nats per token, default {DEFAULT_BOOST:g}). With a word LM (the model's bundled "
+                        "one by default, or --decoder beam --lm) they join its beam search, words the LM does not know "
+                        "included; with --decoder greedy or a model without an LM, a prefix beam search without LM "
+                        "(not with --grammar)")
 
 
 def check_hotwords_arguments(args) -> None:
-    if getattr(args, "hotwords", None) and (args.decoder != "greedy" or args.lm or getattr(args, "grammar", None)):
-        raise ValueError("--hotwords replaces the decoder: drop --decoder beam / --lm / --grammar")
+    if not getattr(args, "hotwords", None):
+        return
+    if getattr(args, "grammar", None):
+        raise ValueError("--hotwords and --grammar cannot be combined: the grammar already allows only its phrases")
+    if args.decoder == "beam" and not args.lm:
+        raise ValueError("--hotwords with --decoder beam needs --lm (or --decoder greedy: a prefix beam search "
+                         "with the hotwords, no LM)")
 
 
 class ContextState:
@@ -129,18 +136,20 @@ class ContextState:
 class ContextGraph:
     """Token trie of the hotwords' spellings with failure links (Aho-Corasick).
 
-    ``spellings``: ``(token ids, boost)`` per phrase. :meth:`step` moves a hypothesis's state by one
-    token and returns the change of its bonus; :meth:`pending` is the bonus a hypothesis would lose
-    if its segment ended now.
+    ``spellings``: ``(ids, boost)`` per phrase, ``boost`` earned per id, or one boost per id (a sequence).
+    The ids are the model's tokens (:class:`asr.prefixbeam.PrefixBeamDecoder`) or a lexicon's words
+    (:mod:`asr.lmhotwords`). :meth:`step` moves a hypothesis's state by one id and returns the change of
+    its bonus; :meth:`pending` is the bonus a hypothesis would lose if its segment ended now.
     """
 
-    def __init__(self, spellings: Sequence[Tuple[Sequence[int], float]]):
+    def __init__(self, spellings: Sequence[Tuple[Sequence[int], Union[float, Sequence[float]]]]):
         self.root = ContextState()
         for ids, boost in spellings:
             node = self.root
-            for i in ids:
+            boosts = [boost] * len(ids) if isinstance(boost, (int, float)) else boost
+            for i, b in zip(ids, boosts):
                 if i not in node.children:
-                    node.children[i] = ContextState(node.score + boost)
+                    node.children[i] = ContextState(node.score + b)
                 node = node.children[i]
             node.end = True
         self._link()

@@ -4,8 +4,8 @@ Each file is fed to a :class:`asr.stream.Stream` in chunks of ``--chunk-ms``
 (default: the whole file at once) and finished; the result is the same for any
 chunk size. By default the final result is beam search with the model's bundled word LM if it has one
 (:mod:`asr.lmbundle`), else greedy; ``--decoder``, ``--grammar`` and ``--hotwords`` choose another final decoder
-(:mod:`asr.beam`; :mod:`asr.grammar`: the whole file's result is one phrase; :mod:`asr.prefixbeam` with
-:mod:`asr.hotwords`). The words are cut into segments
+(:mod:`asr.beam`; :mod:`asr.grammar`: the whole file's result is one phrase; hotwords join the LM's beam search,
+:mod:`asr.lmhotwords`, or without an LM a prefix beam search, :mod:`asr.prefixbeam`). The words are cut into segments
 by the endpointer's rule (:mod:`asr.subtitles`) and written as text, JSON, SubRip or WebVTT.
 """
 
@@ -87,7 +87,7 @@ def _main(args) -> int:
     check_grammar_arguments(args)
     check_hotwords_arguments(args)
     rec = load_model(args.model, int8=args.int8)
-    decoder = vocabulary_decoder(rec, args.grammar, args.hotwords) or decoder_from_arguments(args, rec)
+    decoder = vocabulary_decoder(rec, args.grammar, args.hotwords, default=decoder_from_arguments(args, rec))
     endpoint = EndpointConfig(trailing_silence_s=args.trailing_silence, max_segment_s=args.max_segment)
     if args.output_dir:
         os.makedirs(args.output_dir, exist_ok=True)

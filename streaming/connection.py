@@ -133,13 +133,14 @@ class _Connection:
     # -- work
     def new_stream(self, sample_rate: int, endpoint, grammar=None, hotwords=None, nbest: int = 1):
         """The connection's stream: the server's shared model and decoder, or, with grammar / hotwords /
-        n-best options, a final decoder of its own (:func:`asr.vocab.vocabulary_decoder`)."""
+        n-best options, a final decoder of its own (:func:`asr.vocab.vocabulary_decoder`; hotwords join the
+        server's LM beam search if it has one)."""
         decoder = None
         if grammar is not None or hotwords is not None or nbest > 1:
             from asr.vocab import vocabulary_decoder
 
             try:  # spelling the phrases with the model's tokens can still fail (a char model's alphabet)
-                decoder = vocabulary_decoder(self.server.rec, grammar, hotwords, nbest)
+                decoder = vocabulary_decoder(self.server.rec, grammar, hotwords, nbest, self.server.final_decoder)
             except ValueError as e:
                 raise P.ProtocolError("bad_option", str(e)) from None
         stream = self.server.new_stream(sample_rate, endpoint)

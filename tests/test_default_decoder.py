@@ -51,7 +51,10 @@ def test_default_decoder_is_beam_with_bundled_lm_else_greedy(models, wave):
     assert with_lm.int8().default_decoder() is dec  # same vocabulary and options
     assert with_lm.stream(16000, final_decoder="greedy").final_decoder is None
     assert with_lm.stream(16000, final_decoder=None).final_decoder is None  # Stream's convention: None is greedy
-    assert with_lm.stream(16000, hotwords=["tea"]).final_decoder is not dec  # vocabulary options still win
+    hot = with_lm.stream(16000, hotwords=["tea", "zorp"]).final_decoder  # hotwords join the LM's search
+    assert type(hot).__name__ == "HotwordBeamDecoder" and hot.base is dec
+    assert type(with_lm.stream(16000, hotwords=["tea"], final_decoder="greedy").final_decoder).__name__ == \
+        "PrefixBeamDecoder"  # greedy finals asked for: the LM-free search
     assert plain.decoding is None and plain.stream(16000).final_decoder is None
     with pytest.raises(ValueError, match="decoder must be"):
         plain.stream(16000, final_decoder="beam")
@@ -62,6 +65,21 @@ def test_default_decoder_is_beam_with_bundled_lm_else_greedy(models, wave):
     assert greedy == plain.transcribe(wave, 16000).text != text
     for chunk in (640, 2560):  # chunked == offline with the default decoder too
         assert with_lm.transcribe(wave, 16000, chunk_samples=chunk).text == text
+
+
+def test_hotwords_with_the_lm_chunked_equals_offline(models, wave):
+    from asr.checkpoint import load_model
+    from asr.stream import feed_chunks
+
+    rec = load_model(models[0])
+    hot = [("zorp", 4.0), ("tea at", 2.0)]
+    offline = rec.transcribe(wave, 16000, decoder=rec.stream(16000, hotwords=hot).final_decoder)
+    assert set(offline.text.split()) <= set(WORDS) | {"zorp"}
+    for chunk in (320, 1000, 4096):  # one stream per chunking, each with its own hotword decoder
+        st = feed_chunks(rec.stream(16000, hotwords=hot), wave, chunk)
+        st.finish()
+        res = st.full_result()
+        assert res.text == offline.text and [w.start for w in res.words] == [w.start for w in offline.words]
 
 
 def test_cli_default_and_greedy(models, wave, tmp_path, capfd):
@@ -87,8 +105,11 @@ def test_cli_default_and_greedy(models, wave, tmp_path, capfd):
     assert run("--model", plain) == run("--model", plain, "--decoder", "greedy")
     # a beam flag changes the bundled setting it names and keeps the others
     assert set(run("--model", with_lm, "--word-score", "-5").split()) <= set(WORDS)
-    # --hotwords replaces the default decoder: no LM in it
-    assert run("--model", with_lm, "--hotwords", "tea") == run("--model", plain, "--hotwords", "tea")
+    # --hotwords join the bundled LM's beam search (a word it does not know too); with greedy finals or
+    # without an LM, the LM-free prefix beam search
+    hot = run("--model", with_lm, "--hotwords", "zorp:4,tea")
+    assert set(hot.split()) <= set(WORDS) | {"zorp"}  # the LM's words and the hotwords only
+    assert run("--model", with_lm, "--hotwords", "tea", "--decoder", "greedy") == run("--model", plain, "--hotwords", "tea")
     capfd.readouterr()
     assert main(["transcribe", str(wav), "--model", with_lm, "--lm", "x.arpa"]) == 1
     assert "--lm needs --decoder beam" in capfd.readouterr().err

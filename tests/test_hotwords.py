@@ -175,4 +175,6 @@ def test_cli_transcribe_hotwords(tmp_path, capsys):
     assert main(["transcribe", str(wav), "--hotwords", "a,b:3", "--format", "json"]) == 0
     assert '"text"' in capsys.readouterr().out
     assert main(["transcribe", str(wav), "--hotwords", "a", "--decoder", "beam"]) != 0
-    assert "replaces the decoder" in capsys.readouterr().err
+    assert "needs --lm" in capsys.readouterr().err
+    assert main(["transcribe", str(wav), "--hotwords", "a", "--grammar", "b"]) != 0
+    assert "cannot be combined" in capsys.readouterr().err

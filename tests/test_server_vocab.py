@@ -135,3 +135,22 @@ def test_vosk_max_alternatives_without_grammar(server):
         ws.send('{"eof": 1}')
         final = json.loads(ws.recv(timeout=10))
     assert all(set(a) == {"confidence", "text"} for a in final["alternatives"])
+
+
+def test_hotwords_join_the_servers_lm_beam_search(rec, tmp_path):
+    """A server whose finals come from beam search with a word LM keeps the LM for a hotwords connection."""
+    pytest.importorskip("flashlight.lib.text.decoder")
+    from asr.beam import BeamCTCDecoder, BeamOptions
+    from asr.lm import build_arpa
+
+    build_arpa(["one two three", "two one", "three two one"], str(tmp_path / "lm.arpa"), order=2)
+    lm = BeamCTCDecoder(rec.tokenizer, rec.step_s, BeamOptions(lm=str(tmp_path / "lm.arpa"), beam_size=16,
+                                                               beam_size_token=None, word_score=2.0))
+    cfg = ServerConfig(port=0, endpoint=EndpointConfig(enabled=False))
+    wave, hot = speechlike(2.0, seed=12), ["zorp", {"phrase": "two three", "boost": 3}]
+    with BackgroundServer(rec, cfg, final_decoder=lm) as srv:
+        events = asr_session(srv.url, wave, hotwords=hot)
+    ready, final = events[0], [e for e in events if e["type"] == "final"][-1]
+    assert ready["decoder"] == lm.describe() + " + 2 hotwords"
+    ref = rec.transcribe(wire(wave), 16000, decoder=vocabulary_decoder(rec, hotwords=hot, default=lm))
+    assert final["text"] == ref.text and set(ref.text.split()) <= {"one", "two", "three", "zorp"}
