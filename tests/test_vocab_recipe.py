@@ -13,7 +13,7 @@ from asr.jsonl import read_jsonl, write_jsonl
 from asr.text import normalize
 from recipes.synth import engines
 from recipes.vocab import evaluate, prepare
-from recipes.vocab.metrics import boosted_words, nbest_stats, word_recall
+from recipes.vocab.metrics import boosted_words, nbest_stats, other_words_wer, word_recall
 from recipes.vocab.names import make_sentences
 
 
@@ -67,6 +67,14 @@ def test_available_voices_are_held_out_and_installed(monkeypatch):
     assert prepare.available_voices() == ["pico:en-US", "pico:en-GB"]
 
 
+def test_other_words_wer_leaves_the_names_out():
+    words = {"siobhan"}
+    # "siobhan" heard as "see oban": one substitution and one insertion, both the name's
+    assert other_words_wer(["call siobhan now"], ["call see oban now"], words) == (0, 2)
+    assert other_words_wer(["call siobhan now", "a b"], ["cold siobhan", "a x b"], words) == (3, 4)
+    assert other_words_wer(["call now"], [""], words) == (2, 2) and other_words_wer([""], ["x"], words) == (1, 0)
+
+
 def test_word_recall_counts_aligned_hits_and_false_alarms():
     words = boosted_words(["Siobhan Kowalski", "tallinn"])
     assert words == {"siobhan", "kowalski", "tallinn"}
@@ -109,7 +117,13 @@ def _fake_set(tmp_path):
 
 
 def test_evaluate_end_to_end_matches_the_python_api(tmp_path, monkeypatch):
-    rec = make_recognizer()
+    pytest.importorskip("flashlight.lib.text.decoder")
+    from asr.beam import BeamOptions
+    from asr.lm import build_arpa
+
+    rec = make_recognizer()  # with a word LM as its default decoder, as the bundled model has
+    build_arpa(["good morning", "please call me tomorrow morning", "a good call"], str(tmp_path / "lm.arpa"), order=2)
+    rec.decoding = BeamOptions(lm=str(tmp_path / "lm.arpa"), beam_size=16, beam_size_token=None, word_score=1.0)
     phrases, other = _fake_set(tmp_path)
     out = tmp_path / "out"
     argv = ["--data-dir", str(tmp_path), "--other", "other", other, "2", "--boosts", "1", "3",
@@ -120,12 +134,16 @@ def test_evaluate_end_to_end_matches_the_python_api(tmp_path, monkeypatch):
     assert set(tuned) == {"phrases", "words"} and set(tuned.values()) <= {1, 3}
     assert [(g["form"], g["boost"]) for g in hot["dev_grid"]] == [("none", 0), ("phrases", 1), ("phrases", 3),
                                                                       ("words", 1), ("words", 3)]
-    label = f"prefix beam + hotwords (phrases, boost {tuned['phrases']:g})"
-    decoders = {"greedy", "prefix beam", label, f"prefix beam + hotwords (words, boost {tuned['words']:g})",
-                "prefix beam + hotwords (phrases, boost 2)",  # the shipped default boost too
+    label = f"default + hotwords (phrases, boost {tuned['phrases']:g})"
+    decoders = {"greedy", f"default: {rec.default_decoder().describe()}", label,
+                f"default + hotwords (words, boost {tuned['words']:g})",
+                "default + hotwords (phrases, boost 2)",  # the shipped default boost too
+                "prefix beam", "prefix beam + hotwords (phrases, boost 1.5)",  # the LM-free search
                 "prefix beam 3", "prefix beam + hotwords (phrases, boost 2), beam 3"}  # --wide-beam
     assert {(r["set"], r["decoder"]) for r in hot["rows"]} == {(s, d) for s in ("names_test", "other") for d in decoders}
     assert all(r["utterances"] == (2 if r["set"] == "other" else 3) for r in hot["rows"])
+    assert hot["costs"]["hotwords"] == len(phrases) and hot["costs"]["request_trie_cpu_s"] > 0
+    assert all(r["wer_other"] is not None for r in hot["rows"])
     nb = json.loads((out / "nbest.json").read_text())
     assert [(r["set"], r["n"]) for r in nb["rows"]] == [("names_test", 2), ("names_test", 4), ("other", 2), ("other", 4)]
     assert all(r["oracle_wer"] <= r["top1_wer"] and r["ref_top"] <= r["ref_in_list"] for r in nb["rows"])
@@ -139,8 +157,7 @@ def test_evaluate_end_to_end_matches_the_python_api(tmp_path, monkeypatch):
     api, alts = [], []
     for r in test:
         samples, sr = read_audio(r["audio"])
-        api.append(rec.transcribe(samples, sr, decoder=evaluate.vocabulary_decoder(
-            rec, hotwords=[(p, tuned["phrases"]) for p in phrases])).text)
+        api.append(rec.transcribe(samples, sr, decoder=evaluate.api_decoder(rec, phrases, tuned["phrases"])).text)
         st = rec.stream(sr, nbest=2)
         st.accept_waveform(samples)
         alts.append([a.text for a in st.finish().alternatives])  # one segment: its final is the whole file's

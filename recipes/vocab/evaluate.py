@@ -4,7 +4,7 @@
 Usage:
     nice -n 5 python3 recipes/vocab/evaluate.py [--data-dir /work/data/vocab] [--model default] \\
         [--other heldout /work/data/synth/test_heldout.jsonl 4] [--other dev_real /work/data/realwords/dev_real.jsonl 5] \\
-        [--boosts 0.5 1 1.5 2 3 4 6] [--nbest 5 10] [--wide-beam 32] [--out /work/data/vocab/results] \\
+        [--boosts 1 2 3 4 6] [--prefix-boost 1.5] [--nbest 5 10] [--wide-beam 32] [--out /work/data/vocab/results] \\
         [--stage 1] [--stop-stage 3]
 
 Sets: ``names_dev`` / ``names_test`` from ``recipes/vocab/prepare.py``, and each ``--other NAME MANIFEST EVERY``
@@ -16,10 +16,13 @@ Stages:
     1  log-probs: each set through the model once, as ``rec.stream(sr, keep_log_probs=True)`` fed the whole
        file and finished (tail padding included); the log-probs and the greedy text cached in
        ``<data-dir>/logprobs/SET.pt`` (reused while the model file and the set are the same)
-    2  hotwords: the boost tuned on ``names_dev`` only (the WER-best of --boosts), then on ``names_test``
-       and the other sets: WER, boosted-word recall and false alarms for greedy, the model's default
-       decoder (beam + bundled LM, if it has one), prefix beam search without hotwords and with them
-       (what ``rec.stream(sr, hotwords=[...])`` decodes with) -> ``<out>/hotwords.{json,md}``
+    2  hotwords: the boost tuned on ``names_dev`` only (the WER-best of --boosts) for what
+       ``rec.stream(sr, hotwords=[...])`` decodes with (the model's default decoder, beam + bundled LM, with
+       the hotwords in its lexicon and LM; a model without an LM: prefix beam search), then on
+       ``names_test`` and the other sets: WER, WER on the words that are not boosted, boosted-word recall,
+       false alarms and decoding CPU time for greedy, the default decoder without and with the hotwords,
+       and the LM-free prefix beam search without and with them (at --prefix-boost); and the cost of
+       building a request's lexicon for 100 hotwords -> ``<out>/hotwords.{json,md}``
     3  n-best: prefix beam search with the largest --nbest (``rec.stream(sr, nbest=N)``'s decoder; a
        smaller N is the first N alternatives of the same list) on ``names_test`` and the other sets:
        top-1 vs oracle WER, how often the reference is the top alternative vs among them
@@ -51,7 +54,7 @@ from asr.prefixbeam import PrefixBeamDecoder, PrefixBeamOptions  # noqa: E402
 from asr.scoring import score  # noqa: E402
 from asr.stream import feed_chunks  # noqa: E402
 from asr.vocab import vocabulary_decoder  # noqa: E402
-from recipes.vocab.metrics import boosted_words, nbest_stats, word_recall  # noqa: E402
+from recipes.vocab.metrics import boosted_words, nbest_stats, other_words_wer, word_recall  # noqa: E402
 
 NAMES_SETS = ("names_dev", "names_test")
 
@@ -127,6 +130,13 @@ def decode_texts(decoder, lps) -> list:
     return [decoder.decode(lp).text for lp in lps]
 
 
+def timed_texts(decoder, lps) -> tuple:
+    """The texts and the CPU seconds decoding them took."""
+    t0 = time.process_time()
+    texts = decode_texts(decoder, lps)
+    return texts, time.process_time() - t0
+
+
 def hotword_list(data_dir: str) -> list:
     with open(os.path.join(data_dir, "hotwords.txt"), encoding="utf-8") as f:
         return [ln.strip() for ln in f if ln.strip()]
@@ -141,43 +151,61 @@ def list_forms(phrases: list) -> dict:
     return {"phrases": list(phrases), "words": sorted(boosted_words(phrases))}
 
 
-def hotwords_label(form: str, boost: float) -> str:
-    return f"prefix beam + hotwords ({form}, boost {boost:g})"
+def hotwords_label(form: str, boost: float, lm: bool = False) -> str:
+    return f"{'default' if lm else 'prefix beam'} + hotwords ({form}, boost {boost:g})"
 
 
-def row(set_name: str, decoder: str, refs, hyps, words) -> dict:
+def has_lm(rec) -> bool:
+    """Whether the model's default decoder is a beam search with a word LM."""
+    return getattr(getattr(rec.default_decoder(), "opts", None), "lm", None) is not None
+
+
+def api_decoder(rec, entries: list, boost: float):
+    """What ``rec.stream(sr, hotwords=[(p, boost) for p in entries])`` decodes with: hotwords in the default
+    decoder's LM beam search if the model has an LM, else the LM-free prefix beam search."""
+    return vocabulary_decoder(rec, hotwords=[(p, boost) for p in entries], default=rec.default_decoder())
+
+
+def row(set_name: str, decoder: str, refs, hyps, words, cpu_s: float = 0.0, audio_s: float = 0.0) -> dict:
     wr, sc = word_recall(refs, hyps, words), score(refs, hyps)
+    other, n_other = other_words_wer(refs, hyps, words)
     return {"set": set_name, "decoder": decoder, "utterances": len(refs), "wer": round(100 * sc.wer, 2),
-            "deletions": sc.deletions, "insertions": sc.insertions, **wr.to_dict()}
+            "wer_other": round(100 * other / n_other, 2) if n_other else None, "deletions": sc.deletions,
+            "insertions": sc.insertions, **wr.to_dict(), "decode_cpu_s": round(cpu_s, 2),
+            "rtf": round(cpu_s / audio_s, 4) if audio_s else None}
+
+
+def _audio_s(d: dict) -> float:
+    return sum(r.get("duration", 0.0) for r in d["records"])
 
 
 def tune_boost(rec, dev: dict, form: str, entries: list, boosts: list, words: set) -> tuple:
     """The boost of ``boosts`` with the lowest WER on ``names_dev`` (ties: the smaller boost), and the grid."""
-    grid = []
+    grid, lm = [], has_lm(rec)
     for b in boosts:
-        t0 = time.time()
-        dec = vocabulary_decoder(rec, hotwords=[(p, b) for p in entries])
-        grid.append({**row("names_dev", hotwords_label(form, b), dev["refs"], decode_texts(dec, dev["lps"]), words),
+        texts, cpu = timed_texts(api_decoder(rec, entries, b), dev["lps"])
+        grid.append({**row("names_dev", hotwords_label(form, b, lm), dev["refs"], texts, words, cpu, _audio_s(dev)),
                      "form": form, "boost": b})
-        log(f"{form}, boost {b:g}: dev WER {grid[-1]['wer']:.2f} %, recall {grid[-1]['recall']:.3f} "
-            f"({time.time() - t0:.0f} s)")
+        log(f"{form}, boost {b:g}: dev WER {grid[-1]['wer']:.2f} %, recall {grid[-1]['recall']:.3f} ({cpu:.0f} CPU-s)")
     best = min(grid, key=lambda g: (g["wer"], g["boost"]))
     return best["boost"], grid
 
 
-def hotword_decoders(rec, forms: dict, tuned: dict, wide_beam: int = 0) -> list:
-    """(label, decoder): the model's default decoder (if it has an LM), prefix beam search without hotwords,
-    with each list form at its tuned boost, and with the phrases at the shipped default boost; with
-    ``wide_beam``: prefix beam search of that width without and with the phrases at the default boost."""
-    out = [("prefix beam", PrefixBeamDecoder(rec))]  # the same search without hotwords
-    default = rec.default_decoder()
-    if default is not None:
-        out.insert(0, (f"default: {default.describe()}", default))
+def hotword_decoders(rec, forms: dict, tuned: dict, prefix_boost: float, wide_beam: int = 0) -> list:
+    """(label, decoder): the model's default decoder (if it has an LM) without and with each list form at its
+    tuned boost and the phrases at the shipped default boost; the LM-free prefix beam search without and
+    with the phrases at ``prefix_boost``; with ``wide_beam``: prefix beam search of that width without and
+    with the phrases at the default boost."""
+    default, lm = rec.default_decoder(), has_lm(rec)
+    out = [(f"default: {default.describe()}", default)] if default is not None else []
     boosts = [(form, tuned[form]) for form in forms]
     if tuned["phrases"] != DEFAULT_BOOST:
         boosts.append(("phrases", DEFAULT_BOOST))
-    for form, b in boosts:
-        out.append((hotwords_label(form, b), vocabulary_decoder(rec, hotwords=[(p, b) for p in forms[form]])))
+    out += [(hotwords_label(form, b, lm), api_decoder(rec, forms[form], b)) for form, b in boosts]
+    out.append(("prefix beam", PrefixBeamDecoder(rec)))  # the LM-free search, without and with the hotwords
+    if lm:
+        hot = parse_hotwords([(p, prefix_boost) for p in forms["phrases"]])
+        out.append((hotwords_label("phrases", prefix_boost), PrefixBeamDecoder(rec, hot)))
     if wide_beam:  # a diagnostic the API does not offer: is the harm of the boost the beam's pruning?
         opts = PrefixBeamOptions(beam=wide_beam)
         out.append((f"prefix beam {wide_beam}", PrefixBeamDecoder(rec, opts=opts)))
@@ -186,29 +214,50 @@ def hotword_decoders(rec, forms: dict, tuned: dict, wide_beam: int = 0) -> list:
     return out
 
 
+def build_costs(rec, phrases: list) -> dict:
+    """CPU seconds to build, with the model's LM: the process's shared lexicon (once) and one request's
+    lexicon and trie for its first 100 hotwords (each request with hotwords)."""
+    if not has_lm(rec):
+        return {}
+    base = rec.default_decoder()
+    from asr.lmhotwords import HotwordBeamDecoder
+
+    t0 = time.process_time()
+    base.lexicon_search()
+    shared = time.process_time() - t0
+    hot = parse_hotwords(phrases[:100])
+    t0 = time.process_time()
+    HotwordBeamDecoder(base, hot)._build()
+    return {"shared_lexicon_cpu_s": round(shared, 3), "hotwords": len(hot),
+            "request_trie_cpu_s": round(time.process_time() - t0, 3)}
+
+
 def stage_hotwords(args, rec, data: dict) -> dict:
     phrases = hotword_list(args.data_dir)
     words, forms = boosted_words(phrases), list_forms(phrases)
     dev = data["names_dev"]
-    grid = [{**row("names_dev", "prefix beam", dev["refs"], decode_texts(PrefixBeamDecoder(rec), dev["lps"]), words),
-             "form": "none", "boost": 0.0}]  # the baseline of the tuning
+    costs = build_costs(rec, phrases)  # first: the shared lexicon's cost is not hidden in the tuning
+    base = rec.default_decoder() or PrefixBeamDecoder(rec)
+    texts, cpu = timed_texts(base, dev["lps"])
+    grid = [{**row("names_dev", "default" if has_lm(rec) else "prefix beam", dev["refs"], texts, words,
+                   cpu, _audio_s(dev)), "form": "none", "boost": 0.0}]  # the baseline of the tuning
     tuned = {}
     for form in LIST_FORMS:
         tuned[form], g = tune_boost(rec, dev, form, forms[form], args.boosts, words)
         grid += g
-    decoders = hotword_decoders(rec, forms, tuned, args.wide_beam)
+    decoders = hotword_decoders(rec, forms, tuned, args.prefix_boost, args.wide_beam)
     rows, hyps = [], []
     for name, d in data.items():
         if name == "names_dev":
             continue
         rows.append(row(name, "greedy", d["refs"], d["greedy"], words))
         for label, dec in decoders:
-            t0 = time.time()
-            texts = decode_texts(dec, d["lps"])
-            rows.append(row(name, label, d["refs"], texts, words))
+            texts, cpu = timed_texts(dec, d["lps"])
+            rows.append(row(name, label, d["refs"], texts, words, cpu, _audio_s(d)))
             hyps += [{"set": name, "decoder": label, "ref": r, "hyp": h} for r, h in zip(d["refs"], texts)]
-            log(f"{name} / {label}: WER {rows[-1]['wer']:.2f} % ({time.time() - t0:.0f} s)")
-    out = {"hotwords": len(phrases), "boosted_words": len(words), "boosts": tuned, "dev_grid": grid, "rows": rows}
+            log(f"{name} / {label}: WER {rows[-1]['wer']:.2f} % ({cpu:.0f} CPU-s)")
+    out = {"hotwords": len(phrases), "boosted_words": len(words), "boosts": tuned, "costs": costs,
+           "dev_grid": grid, "rows": rows}
     write_results(args.out, "hotwords", out, hotwords_markdown(out))
     write_jsonl(os.path.join(args.out, "hotwords_hyps.jsonl"), hyps)
     return out
@@ -242,16 +291,27 @@ def _recall_cell(r: dict) -> str:
     return f"{r['recognised']}/{r['occurrences']} ({r['recall']:.1%})" if r["occurrences"] else "-"
 
 
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
 def hotwords_markdown(out: dict) -> str:
-    grid = md_table(["list", "boost", "names_dev WER %", "boosted-word recall", "false alarms", "del", "ins"],
-                    [[g["form"], f"{g['boost']:g}", f"{g['wer']:.2f}", _recall_cell(g), g["false_alarms"],
-                      g["deletions"], g["insertions"]] for g in out["dev_grid"]])
-    rows = [[r["set"], r["utterances"], r["decoder"], f"{r['wer']:.2f}", _recall_cell(r), r["false_alarms"],
-             r["deletions"], r["insertions"]] for r in out["rows"]]
-    table = md_table(["set", "utts", "decoder", "WER %", "boosted-word recall", "false alarms", "del", "ins"], rows)
+    heads = ["WER %", "WER other words %", "boosted-word recall", "false alarms", "del", "ins", "decode RTF"]
+
+    def cells(r):
+        return [_pct(r["wer"]), _pct(r["wer_other"]), _recall_cell(r), r["false_alarms"], r["deletions"],
+                r["insertions"], "-" if r.get("rtf") is None else f"{r['rtf']:.3f}"]
+
+    grid = md_table(["list", "boost", *heads], [[g["form"], f"{g['boost']:g}", *cells(g)] for g in out["dev_grid"]])
+    table = md_table(["set", "utts", "decoder", *heads], [[r["set"], r["utterances"], r["decoder"], *cells(r)]
+                                                         for r in out["rows"]])
     tuned = ", ".join(f"{f} {b:g}" for f, b in out["boosts"].items())
+    c = out.get("costs") or {}
+    costs = (f"\n\nBuilding the lexicon search, CPU seconds: shared by every request (once per process) "
+             f"{c['shared_lexicon_cpu_s']:.2f}; one request's trie for {c['hotwords']} hotwords "
+             f"{c['request_trie_cpu_s']:.2f}." if c else "")
     return (f"Hotword list: {out['hotwords']} phrases ({out['boosted_words']} distinct words); boosts (nats per "
-            f"token) tuned on names_dev: {tuned}.\n\nTuning on names_dev:\n\n{grid}\n\nResults:\n\n{table}\n")
+            f"token) tuned on names_dev: {tuned}.{costs}\n\nTuning on names_dev:\n\n{grid}\n\nResults:\n\n{table}\n")
 
 
 def nbest_markdown(out: dict) -> str:
@@ -279,8 +339,10 @@ def parse_args(argv=None):
     p.add_argument("--model", default="default", help="bundled model name or checkpoint path")
     p.add_argument("--other", nargs=3, action="append", metavar=("NAME", "MANIFEST", "EVERY"),
                    help="an unrelated set: every EVERY-th utterance of MANIFEST (repeatable)")
-    p.add_argument("--boosts", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0],
+    p.add_argument("--boosts", type=float, nargs="+", default=[1.0, 2.0, 3.0, 4.0, 6.0],
                    help="boosts (nats per token) tried on names_dev")
+    p.add_argument("--prefix-boost", type=float, default=1.5,
+                   help="boost of the LM-free prefix beam search's row (1.5: its names_dev tuning, README)")
     p.add_argument("--nbest", type=int, nargs="+", default=[5, 10])
     p.add_argument("--wide-beam", type=int, default=0, metavar="N",
                    help="also prefix beam search N wide, without and with the phrases at the default boost "

@@ -12,7 +12,7 @@ from typing import Iterable, List, Sequence, Set
 from asr.scoring import score, score_pairs
 from asr.text import normalize
 
-__all__ = ["boosted_words", "WordRecall", "word_recall", "NBestStats", "nbest_stats"]
+__all__ = ["boosted_words", "WordRecall", "word_recall", "other_words_wer", "NBestStats", "nbest_stats"]
 
 
 def boosted_words(phrases: Iterable[str]) -> Set[str]:
@@ -61,6 +61,32 @@ def word_recall(refs: Sequence[str], hyps: Sequence[str], words: Set[str]) -> Wo
         out.recognised += sum(ref[i] in words for i in hit_ref)
         out.false_alarms += sum(w in words for j, w in enumerate(hyp) if j not in hit_hyp)
     return out
+
+
+def other_words_wer(refs: Sequence[str], hyps: Sequence[str], words: Set[str]) -> tuple:
+    """WER on the reference words that are not in ``words`` (the names): ``(errors, reference words)`` where
+    errors are the substitutions and deletions of those words in the minimum-edit alignment, plus the
+    insertions between two of them (an insertion next to a name is counted to the name: a name heard as two
+    words is one substitution and one insertion)."""
+    import jiwer
+
+    errors = n = 0
+    for r, h in zip(refs, hyps):
+        ref, hyp = normalize(r).split(), normalize(h).split()
+        n += sum(w not in words for w in ref)
+        if not hyp:
+            errors += sum(w not in words for w in ref)
+            continue
+        if not ref:
+            errors += len(hyp)
+            continue
+        for c in jiwer.process_words([" ".join(ref)], [" ".join(hyp)]).alignments[0]:
+            if c.type in ("substitute", "delete"):
+                errors += sum(w not in words for w in ref[c.ref_start_idx:c.ref_end_idx])
+            elif c.type == "insert":
+                near = ref[max(c.ref_start_idx - 1, 0):c.ref_start_idx + 1]
+                errors += 0 if any(w in words for w in near) else c.hyp_end_idx - c.hyp_start_idx
+    return errors, n
 
 
 @dataclass
