@@ -669,7 +669,8 @@ def test_vosk_errors_close_with_reason(server, messages, close):
 
 def test_sigterm_finishes_streams_then_exits(ckpt, rec):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "asr", "serve", "--model", str(ckpt), "--port", "0", "--threads", "1"],
+    proc = subprocess.Popen([sys.executable, "-m", "asr", "serve", "--model", str(ckpt), "--port", "0", "--threads", "1",
+                             "--processes", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
         line = proc.stdout.readline()

@@ -276,8 +276,8 @@ def main(argv=None) -> int:
                    help="files, directories or JSON-lines manifests of speech (default: tests/fixtures)")
     p.add_argument("--model", default="default", help="model of the server started here (default: %(default)s)")
     p.add_argument("--int8", action="store_true", help="also run the sweep with --int8, side by side")
-    p.add_argument("--processes", type=int, default=1, metavar="N",
-                   help="asr serve --processes of the server started here (0: one per core; default: %(default)s)")
+    p.add_argument("--processes", type=int, default=0, metavar="N",
+                   help="asr serve --processes of the server started here (default: 0, the server's default: one per core on Linux)")
     p.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for asr serve, repeatable (e.g. --server-arg=--workers=2)")
     p.add_argument("--url", help="benchmark a running server (ws://HOST:PORT/asr) instead of starting one")
