@@ -23,16 +23,22 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from .argtypes import parser_type
 from .text import normalize
 
-__all__ = ["DEFAULT_BOOST", "MAX_BOOST", "MAX_HOTWORDS", "Hotword", "parse_hotwords", "parse_hotwords_text",
+__all__ = ["DEFAULT_BOOST", "LM_DEFAULT_BOOST", "MAX_BOOST", "MAX_HOTWORDS", "Hotword", "parse_hotwords", "parse_hotwords_text",
            "hotwords_argument", "add_hotwords_argument", "check_hotwords_arguments", "ContextGraph", "ContextState"]
 
-# nats added per matched token (sherpa-onnx uses 1.5). With the bundled model on 40 held-out TTS files,
-# each file's longest word in one 40-word list: that word recognised in 2/40 files greedy, 19/40 with 2.0.
-# A short common word ("the") boosted this much is inserted where it was not said: boost rare words.
+# The boost of a hotword given without one (nats per matched token; sherpa-onnx uses 1.5) is the decoder's:
+# - the LM-free prefix beam search (asr.prefixbeam): 2. With the bundled model on 40 held-out TTS files, each
+#   file's longest word in one 40-word list: that word recognised in 2/40 files greedy, 19/40 with 2.0; larger
+#   boosts add insertions (recipes/vocab/README.md). A short common word ("the") boosted this much is inserted
+#   where it was not said: boost rare words.
+# - inside the word LM's beam search (asr.lmhotwords): 4, chosen by recipes/vocab on its names_dev half (the
+#   lowest WER among the boosts with no harm on the words that are not names, on held-out TTS and on real
+#   speech); larger boosts delete words after a name.
 DEFAULT_BOOST = 2.0
+LM_DEFAULT_BOOST = 4.0
 MAX_BOOST = 20.0  # larger boosts only force the phrase whatever was said
 MAX_HOTWORDS = 1000  # phrases per list (bounds the graph a client can make the server build)
-Hotword = Tuple[str, float]  # (normalised phrase, boost in nats per token)
+Hotword = Tuple[str, Optional[float]]  # (normalised phrase, boost in nats per token; None: the decoder's default)
 
 
 def _boost(v, where: str) -> float:
@@ -41,26 +47,29 @@ def _boost(v, where: str) -> float:
     return float(v)
 
 
-def parse_hotwords(items, default_boost: float = DEFAULT_BOOST) -> Tuple[Hotword, ...]:
+def parse_hotwords(items, default_boost: Optional[float] = None) -> Tuple[Hotword, ...]:
     """A list of strings, ``{"phrase": str, "boost": number}`` objects or ``(phrase, boost)`` tuples -> normalised
-    ``(phrase, boost)`` pairs, duplicates merged (the last boost wins), order kept.
+    ``(phrase, boost)`` pairs, duplicates merged (the last boost wins), order kept; a phrase without a boost
+    gets ``default_boost`` (None: the decoder's default, :data:`DEFAULT_BOOST` or :data:`LM_DEFAULT_BOOST`).
     ValueError with a one-line reason for anything else."""
-    default_boost = _boost(default_boost, "default")
+    if default_boost is not None:
+        default_boost = _boost(default_boost, "default")
     if isinstance(items, str) or not isinstance(items, (list, tuple)):
         raise ValueError(f"hotwords must be a list of phrases, got {type(items).__name__}")
     if len(items) > MAX_HOTWORDS:
         raise ValueError(f"at most {MAX_HOTWORDS} hotwords, got {len(items)}")
-    out: Dict[str, float] = {}
+    out: Dict[str, Optional[float]] = {}
     for it in items:
         if isinstance(it, dict):
             unknown = set(it) - {"phrase", "boost"}
             if unknown or not isinstance(it.get("phrase"), str):
                 raise ValueError(f'a hotword object is {{"phrase": string, "boost": number}}, got {it!r}')
-            phrase, boost = it["phrase"], _boost(it.get("boost", default_boost), repr(it["phrase"]))
+            phrase, boost = it["phrase"], it.get("boost", default_boost)
+            boost = None if boost is None and "boost" not in it else _boost(boost, repr(phrase))
         elif isinstance(it, str):
             phrase, boost = it, default_boost
         elif isinstance(it, tuple) and len(it) == 2 and isinstance(it[0], str):  # Python API: (phrase, boost)
-            phrase, boost = it[0], _boost(it[1], repr(it[0]))
+            phrase, boost = it[0], None if it[1] is None else _boost(it[1], repr(it[0]))  # None: parsed, no boost
         else:
             raise ValueError(f"a hotword is a string or an object, got {it!r}")
         n = normalize(phrase)
@@ -72,7 +81,7 @@ def parse_hotwords(items, default_boost: float = DEFAULT_BOOST) -> Tuple[Hotword
     return tuple(out.items())
 
 
-def parse_hotwords_text(text: str, default_boost: float = DEFAULT_BOOST) -> Tuple[Hotword, ...]:
+def parse_hotwords_text(text: str, default_boost: Optional[float] = None) -> Tuple[Hotword, ...]:
     """``--hotwords``: a file with one phrase per line, or comma-separated phrases; each ``phrase`` or
     ``phrase:boost`` -> :func:`parse_hotwords`' pairs."""
     text = text.strip()
@@ -104,10 +113,10 @@ def add_hotwords_argument(p) -> None:
     """``--hotwords`` for ``asr transcribe``."""
     p.add_argument("--hotwords", type=hotwords_argument, metavar="PHRASES",
                    help="prefer these words or phrases: comma-separated or a file with one per line, each PHRASE or "
-                        f"PHRASE:BOOST (nats per token, default {DEFAULT_BOOST:g}). With a word LM (the model's bundled "
-                        "one by default, or --decoder beam --lm) they join its beam search, words the LM does not know "
-                        "included; with --decoder greedy or a model without an LM, a prefix beam search without LM "
-                        "(not with --grammar)")
+                        "PHRASE:BOOST (nats per token). With a word LM (the model's bundled one by default, or "
+                        "--decoder beam --lm) they join its beam search, words the LM does not know included (default "
+                        f"boost {LM_DEFAULT_BOOST:g}); with --decoder greedy or a model without an LM, a prefix beam "
+                        f"search without LM (default boost {DEFAULT_BOOST:g}). Not with --grammar")
 
 
 def check_hotwords_arguments(args) -> None:

@@ -41,7 +41,7 @@ from flashlight.lib.text.dictionary import load_words
 
 from .beam import _SIL, BeamCTCDecoder, emissions, spell_info, spellings
 from .decoding import Result
-from .hotwords import ContextGraph, Hotword
+from .hotwords import LM_DEFAULT_BOOST, ContextGraph, Hotword
 
 __all__ = ["SharedLexicon", "boosted_lm", "HotwordBeamDecoder"]
 
@@ -87,7 +87,7 @@ class SharedLexicon:
         plus ``k / n`` of the bonus (earned token by token while the word is spelled, as in the LM-free
         search), but not above :attr:`top`: a hypothesis inside a hotword is never more optimistic than one
         inside the likeliest word. Unbounded, hypotheses sat in a hotword's prefix to the end of the
-        segment, skipping the speech after it (names_dev deletions 87 -> 198 at boost 6)."""
+        segment, skipping the speech after it (measured on names_dev: deletions 87 -> 198 at boost 6)."""
         trie = fl.Trie(self.tokens_dict.index_size(), self.sil)
         for i, score, spells in self.entries:
             for ids in spells:
@@ -164,7 +164,8 @@ class HotwordBeamDecoder:
 
     Args:
         base: a :class:`BeamCTCDecoder` with an LM (e.g. the model's shared default decoder).
-        hotwords: ``(phrase, boost)`` pairs (:func:`asr.hotwords.parse_hotwords`; boost in nats per token).
+        hotwords: ``(phrase, boost)`` pairs (:func:`asr.hotwords.parse_hotwords`; boost in nats per token,
+            None: :data:`asr.hotwords.LM_DEFAULT_BOOST`).
 
     The hotwords are spelled here (ValueError for a word the model's tokens cannot spell); the trie is
     built on the first :meth:`decode` (a server's worker thread, not its event loop). Meant for one
@@ -196,8 +197,10 @@ class HotwordBeamDecoder:
         self._lock = threading.Lock()
         self._dec = self._lm = None
 
-    def _word(self, w: str, boost: float) -> Tuple[int, float]:
-        """A hotword word's index (new words after the LM's) and bonus (``boost`` per token)."""
+    def _word(self, w: str, boost: Optional[float]) -> Tuple[int, float]:
+        """A hotword word's index (new words after the LM's) and bonus (``boost`` per token; None:
+        :data:`asr.hotwords.LM_DEFAULT_BOOST`)."""
+        boost = LM_DEFAULT_BOOST if boost is None else boost
         if w in self.base._spell_len:
             return self.word_dict.get_index(w), boost * self.base._spell_len[w][0]
         spells = spellings(self.tok, w)

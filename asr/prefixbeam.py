@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from .decoding import Alternative, Result, Token, assemble_words, closed_words
-from .hotwords import ContextGraph, ContextState, Hotword
+from .hotwords import DEFAULT_BOOST, ContextGraph, ContextState, Hotword
 
 __all__ = ["PrefixBeamOptions", "PrefixBeamSearch", "PrefixBeamDecoder", "MAX_NBEST"]
 
@@ -220,7 +220,8 @@ class PrefixBeamDecoder:
 
     Args:
         recognizer: the model (its ``tokenizer`` spells the hotwords; ``step_s`` gives word times).
-        hotwords: ``(phrase, boost)`` pairs (:func:`asr.hotwords.parse_hotwords`), or none.
+        hotwords: ``(phrase, boost)`` pairs (:func:`asr.hotwords.parse_hotwords`; boost None:
+            :data:`asr.hotwords.DEFAULT_BOOST`), or none.
         nbest: alternatives in each result (1: none).
         opts: beam sizes.
 
@@ -238,6 +239,7 @@ class PrefixBeamDecoder:
         self.opts = opts
         spellings = []
         for phrase, boost in self.hotwords:
+            boost = DEFAULT_BOOST if boost is None else boost
             ids = self.tok.encode(phrase)  # ValueError for characters outside a char model's alphabet
             if not ids or 0 in ids or 1 in ids and self.tok.pieces[1] == "<unk>":
                 raise ValueError(f"hotword {phrase!r} cannot be spelled with the model's tokens")

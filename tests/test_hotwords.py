@@ -139,12 +139,13 @@ def test_stream_with_hotwords_chunked_equals_offline(rec_gru, chunk_ms):
 
 
 def test_parse_hotwords(tmp_path):
-    assert parse_hotwords(["Kaldi", {"phrase": "New York", "boost": 3}, ("x-ray", 1.5)]) == (
-        ("kaldi", 2.0), ("new york", 3.0), ("x ray", 1.5))
-    assert parse_hotwords_text("kaldi, new york:3") == (("kaldi", 2.0), ("new york", 3.0))
+    assert parse_hotwords(["Kaldi", {"phrase": "New York", "boost": 3}, ("x-ray", 1.5), {"phrase": "oslo"}]) == (
+        ("kaldi", None), ("new york", 3.0), ("x ray", 1.5), ("oslo", None))  # None: the decoder's default boost
+    assert parse_hotwords(["kaldi"], default_boost=2.5) == (("kaldi", 2.5),)
+    assert parse_hotwords_text("kaldi, new york:3") == (("kaldi", None), ("new york", 3.0))
     f = tmp_path / "hw.txt"
     f.write_text("# names\nkaldi\nnew york : 4\n")
-    assert parse_hotwords_text(str(f)) == (("kaldi", 2.0), ("new york", 4.0))
+    assert parse_hotwords_text(str(f)) == (("kaldi", None), ("new york", 4.0))
     for bad in ([], "kaldi", [""], [{"phrase": "a", "boost": -1}], [{"phrase": "a", "boost": math.inf}],
                 [{"word": "a"}], [3], ["a"] * 1001):
         with pytest.raises(ValueError):

@@ -152,3 +152,14 @@ def test_unfinished_phrase_earns_nothing_at_the_end(base):
     lp = _lp(_spell("tea at"))
     assert HotwordBeamDecoder(base, [("tea at zorp", 2.0)]).decode(lp).text == base.decode(lp).text == "tea at"
     assert not math.isnan(HotwordBeamDecoder(base, [("tea at zorp", 2.0)]).decode(lp).words[0].conf)
+
+
+def test_a_hotword_without_a_boost_gets_the_decoders_default(base):
+    from asr.hotwords import DEFAULT_BOOST, LM_DEFAULT_BOOST, parse_hotwords
+
+    lp = _lp([{}, {"\u2581": 0.9}, {}, {"t": 0.9}, {}, {"e": 0.9}, {}, {"e": 0.45, "a": 0.45}, {}])
+    hot = parse_hotwords(["tee"])
+    assert hot == (("tee", None),)
+    assert HotwordBeamDecoder(base, hot).graph.root.children[base._dec.word_dict.get_index("tee")].score == \
+        LM_DEFAULT_BOOST * 3  # per token of "tee"
+    assert PrefixBeamDecoder(_Rec, hot).decode(lp).text == PrefixBeamDecoder(_Rec, [("tee", DEFAULT_BOOST)]).decode(lp).text

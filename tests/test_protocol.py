@@ -63,7 +63,7 @@ def test_start_vocabulary_options():
     assert opts.grammar == ("Yes", "no", "[unk]") and opts.nbest == 3 and opts.hotwords is None
     assert opts.custom_decoder
     opts = P.parse_start({"type": "start", "hotwords": ["Kaldi", {"phrase": "new york", "boost": 4}], "nbest": 2})
-    assert opts.hotwords == (("kaldi", 2.0), ("new york", 4.0)) and opts.nbest == 2
+    assert opts.hotwords == (("kaldi", None), ("new york", 4.0)) and opts.nbest == 2  # None: the decoder's default
     assert not P.parse_start({"type": "start", "nbest": 1, "grammar": None}).custom_decoder
 
 
