@@ -67,6 +67,19 @@ def test_available_voices_are_held_out_and_installed(monkeypatch):
     assert prepare.available_voices() == ["pico:en-US", "pico:en-GB"]
 
 
+def test_choose_boost_takes_the_best_names_wer_that_does_no_harm():
+    def g(s, b, wer, other=None):
+        return {"set": s, "boost": b, "wer": wer, "wer_other": wer if other is None else other}
+
+    grid = [g("names_dev", 0, 60, 40), g("held", 0, 30),
+            g("names_dev", 1, 58, 39), g("held", 1, 30),
+            g("names_dev", 2, 55, 40), g("held", 2, 29.5),
+            g("names_dev", 4, 50, 41), g("held", 4, 29),  # names' other words worse
+            g("names_dev", 8, 49, 38), g("held", 8, 31)]  # elsewhere worse
+    assert evaluate.choose_boost(grid, [1, 2, 4, 8]) == 2
+    assert evaluate.choose_boost([r for r in grid if r["boost"] in (0, 4, 8)], [4, 8]) == 4  # none harmless
+
+
 def test_other_words_wer_leaves_the_names_out():
     words = {"siobhan"}
     # "siobhan" heard as "see oban": one substitution and one insertion, both the name's
@@ -137,7 +150,7 @@ def test_evaluate_end_to_end_matches_the_python_api(tmp_path, monkeypatch):
     label = f"default + hotwords (phrases, boost {tuned['phrases']:g})"
     decoders = {"greedy", f"default: {rec.default_decoder().describe()}", label,
                 f"default + hotwords (words, boost {tuned['words']:g})",
-                "default + hotwords (phrases, boost 2)",  # the shipped default boost too
+                "default + hotwords (phrases, boost 4), the default",  # the shipped default boost too
                 "prefix beam", "prefix beam + hotwords (phrases, boost 1.5)",  # the LM-free search
                 "prefix beam 3", "prefix beam + hotwords (phrases, boost 2), beam 3"}  # --wide-beam
     assert {(r["set"], r["decoder"]) for r in hot["rows"]} == {(s, d) for s in ("names_test", "other") for d in decoders}

@@ -4,6 +4,7 @@
 Usage:
     nice -n 5 python3 recipes/vocab/evaluate.py [--data-dir /work/data/vocab] [--model default] \\
         [--other heldout /work/data/synth/test_heldout.jsonl 4] [--other dev_real /work/data/realwords/dev_real.jsonl 5] \\
+        [--other heldout_dev /work/data/synth/test_heldout.jsonl 4:2] [--tune-on heldout_dev dev_real] \\
         [--boosts 1 2 3 4 6] [--prefix-boost 1.5] [--nbest 5 10] [--wide-beam 32] [--out /work/data/vocab/results] \\
         [--stage 1] [--stop-stage 3]
 
@@ -16,7 +17,8 @@ Stages:
     1  log-probs: each set through the model once, as ``rec.stream(sr, keep_log_probs=True)`` fed the whole
        file and finished (tail padding included); the log-probs and the greedy text cached in
        ``<data-dir>/logprobs/SET.pt`` (reused while the model file and the set are the same)
-    2  hotwords: the boost tuned on ``names_dev`` only (the WER-best of --boosts) for what
+    2  hotwords: the boost tuned on ``names_dev`` (the WER-best of --boosts among those that do no harm: WER
+       on its words that are not boosted and on each --tune-on set not above the WER without hotwords) for what
        ``rec.stream(sr, hotwords=[...])`` decodes with (the model's default decoder, beam + bundled LM, with
        the hotwords in its lexicon and LM; a model without an LM: prefix beam search), then on
        ``names_test`` and the other sets: WER, WER on the words that are not boosted, boosted-word recall,
@@ -40,6 +42,7 @@ import json
 import os
 import sys
 import time
+from typing import Optional
 
 if __package__ in (None, ""):  # run as a script: `asr` and `recipes` from this checkout
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -48,7 +51,7 @@ import torch  # noqa: E402
 
 from asr.audio import read_audio  # noqa: E402
 from asr.checkpoint import available_models, load_model  # noqa: E402
-from asr.hotwords import DEFAULT_BOOST, parse_hotwords  # noqa: E402
+from asr.hotwords import DEFAULT_BOOST, LM_DEFAULT_BOOST, parse_hotwords  # noqa: E402
 from asr.jsonl import read_jsonl, write_jsonl  # noqa: E402
 from asr.prefixbeam import PrefixBeamDecoder, PrefixBeamOptions  # noqa: E402
 from asr.scoring import score  # noqa: E402
@@ -65,17 +68,24 @@ def log(msg: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- sets
 def load_sets(args) -> dict:
-    """Set name -> (manifest path, every) for the names halves and each ``--other``."""
+    """Set name -> (manifest path, every) for the names halves and each ``--other`` (``every``: N, or
+    ``(N, OFFSET)`` for ``N:OFFSET``)."""
     sets = {s: (os.path.join(args.data_dir, f"{s}.jsonl"), 1) for s in NAMES_SETS}
     for name, path, every in args.other or []:
         if name in sets:
             raise SystemExit(f"--other {name}: the name is taken")
-        sets[name] = (path, int(every))
+        n, _, offset = every.partition(":")
+        sets[name] = (path, (int(n), int(offset)) if offset and int(offset) else int(n))
+    for name in args.tune_on or []:
+        if name not in sets or name in NAMES_SETS:
+            raise SystemExit(f"--tune-on {name}: not an --other set")
     return sets
 
 
-def read_set(path: str, every: int) -> list:
-    return read_jsonl(path)[::every]
+def read_set(path: str, every) -> list:
+    """Every ``every``-th record of a manifest (``(every, offset)``: from record ``offset`` on)."""
+    n, offset = every if isinstance(every, (list, tuple)) else (every, 0)
+    return read_jsonl(path)[offset::n]
 
 
 def _model_key(args, rec) -> str:
@@ -160,10 +170,12 @@ def has_lm(rec) -> bool:
     return getattr(getattr(rec.default_decoder(), "opts", None), "lm", None) is not None
 
 
-def api_decoder(rec, entries: list, boost: float):
-    """What ``rec.stream(sr, hotwords=[(p, boost) for p in entries])`` decodes with: hotwords in the default
-    decoder's LM beam search if the model has an LM, else the LM-free prefix beam search."""
-    return vocabulary_decoder(rec, hotwords=[(p, boost) for p in entries], default=rec.default_decoder())
+def api_decoder(rec, entries: list, boost: Optional[float]):
+    """What ``rec.stream(sr, hotwords=[(p, boost) for p in entries])`` decodes with (``boost`` None: the phrases
+    alone, at the decoder's default boost): hotwords in the default decoder's LM beam search if the model has
+    an LM, else the LM-free prefix beam search."""
+    hot = list(entries) if boost is None else [(p, boost) for p in entries]
+    return vocabulary_decoder(rec, hotwords=hot, default=rec.default_decoder())
 
 
 def row(set_name: str, decoder: str, refs, hyps, words, cpu_s: float = 0.0, audio_s: float = 0.0) -> dict:
@@ -179,29 +191,48 @@ def _audio_s(d: dict) -> float:
     return sum(r.get("duration", 0.0) for r in d["records"])
 
 
-def tune_boost(rec, dev: dict, form: str, entries: list, boosts: list, words: set) -> tuple:
-    """The boost of ``boosts`` with the lowest WER on ``names_dev`` (ties: the smaller boost), and the grid."""
+def tune_boost(rec, data: dict, tune_on: list, form: str, entries: list, boosts: list, words: set,
+               baseline: list) -> tuple:
+    """The boost of ``boosts`` for list form ``form``, and the grid: the lowest ``names_dev`` WER (ties: the
+    smaller boost) among the boosts that do no harm elsewhere, i.e. whose WER on the words of ``names_dev``
+    that are not boosted and whose WER on each set of ``tune_on`` are not above the default decoder's
+    without hotwords (``baseline``'s rows; none does no harm: the smallest boost)."""
     grid, lm = [], has_lm(rec)
     for b in boosts:
-        texts, cpu = timed_texts(api_decoder(rec, entries, b), dev["lps"])
-        grid.append({**row("names_dev", hotwords_label(form, b, lm), dev["refs"], texts, words, cpu, _audio_s(dev)),
-                     "form": form, "boost": b})
-        log(f"{form}, boost {b:g}: dev WER {grid[-1]['wer']:.2f} %, recall {grid[-1]['recall']:.3f} ({cpu:.0f} CPU-s)")
-    best = min(grid, key=lambda g: (g["wer"], g["boost"]))
-    return best["boost"], grid
+        dec = api_decoder(rec, entries, b)
+        for name in ["names_dev", *tune_on]:
+            texts, cpu = timed_texts(dec, data[name]["lps"])
+            grid.append({**row(name, hotwords_label(form, b, lm), data[name]["refs"], texts, words, cpu,
+                               _audio_s(data[name])), "form": form, "boost": b})
+            log(f"{name}: {form}, boost {b:g}: WER {grid[-1]['wer']:.2f} %, other words {grid[-1]['wer_other']}, "
+                f"recall {grid[-1]['recall']:.3f} ({cpu:.0f} CPU-s)")
+    return choose_boost(baseline + grid, boosts), grid
+
+
+def choose_boost(grid: list, boosts: list) -> float:
+    """:func:`tune_boost`'s rule over its grid rows (``boost`` 0: the rows without hotwords)."""
+    base = {g["set"]: g for g in grid if g["boost"] == 0}
+
+    def harmless(b):
+        rows = [g for g in grid if g["boost"] == b]
+        return all(g["wer"] <= base[g["set"]]["wer"] for g in rows if g["set"] != "names_dev") and \
+            all(g["wer_other"] <= base["names_dev"]["wer_other"] for g in rows if g["set"] == "names_dev")
+
+    ok = [g for g in grid if g["set"] == "names_dev" and g["boost"] and harmless(g["boost"])]
+    return min(ok, key=lambda g: (g["wer"], g["boost"]))["boost"] if ok else min(boosts)
 
 
 def hotword_decoders(rec, forms: dict, tuned: dict, prefix_boost: float, wide_beam: int = 0) -> list:
     """(label, decoder): the model's default decoder (if it has an LM) without and with each list form at its
-    tuned boost and the phrases at the shipped default boost; the LM-free prefix beam search without and
+    tuned boost and the phrases at the decoder's default boost; the LM-free prefix beam search without and
     with the phrases at ``prefix_boost``; with ``wide_beam``: prefix beam search of that width without and
     with the phrases at the default boost."""
     default, lm = rec.default_decoder(), has_lm(rec)
     out = [(f"default: {default.describe()}", default)] if default is not None else []
-    boosts = [(form, tuned[form]) for form in forms]
-    if tuned["phrases"] != DEFAULT_BOOST:
-        boosts.append(("phrases", DEFAULT_BOOST))
-    out += [(hotwords_label(form, b, lm), api_decoder(rec, forms[form], b)) for form, b in boosts]
+    out += [(hotwords_label(form, tuned[form], lm), api_decoder(rec, forms[form], tuned[form])) for form in forms]
+    shipped = LM_DEFAULT_BOOST if lm else DEFAULT_BOOST
+    if tuned["phrases"] != shipped:  # the phrases without a boost: the decoder's default
+        out.append((hotwords_label("phrases", shipped, lm) + ", the default", api_decoder(rec, forms["phrases"], None)))
     out.append(("prefix beam", PrefixBeamDecoder(rec)))  # the LM-free search, without and with the hotwords
     if lm:
         hot = parse_hotwords([(p, prefix_boost) for p in forms["phrases"]])
@@ -235,15 +266,15 @@ def build_costs(rec, phrases: list) -> dict:
 def stage_hotwords(args, rec, data: dict) -> dict:
     phrases = hotword_list(args.data_dir)
     words, forms = boosted_words(phrases), list_forms(phrases)
-    dev = data["names_dev"]
     costs = build_costs(rec, phrases)  # first: the shared lexicon's cost is not hidden in the tuning
-    base = rec.default_decoder() or PrefixBeamDecoder(rec)
-    texts, cpu = timed_texts(base, dev["lps"])
-    grid = [{**row("names_dev", "default" if has_lm(rec) else "prefix beam", dev["refs"], texts, words,
-                   cpu, _audio_s(dev)), "form": "none", "boost": 0.0}]  # the baseline of the tuning
-    tuned = {}
+    base, grid = rec.default_decoder() or PrefixBeamDecoder(rec), []
+    for name in ["names_dev", *args.tune_on]:  # the baselines of the tuning
+        texts, cpu = timed_texts(base, data[name]["lps"])
+        grid.append({**row(name, "default" if has_lm(rec) else "prefix beam", data[name]["refs"], texts, words, cpu,
+                           _audio_s(data[name])), "form": "none", "boost": 0.0})
+    tuned, n_base = {}, len(grid)
     for form in LIST_FORMS:
-        tuned[form], g = tune_boost(rec, dev, form, forms[form], args.boosts, words)
+        tuned[form], g = tune_boost(rec, data, args.tune_on, form, forms[form], args.boosts, words, grid[:n_base])
         grid += g
     decoders = hotword_decoders(rec, forms, tuned, args.prefix_boost, args.wide_beam)
     rows, hyps = [], []
@@ -256,7 +287,7 @@ def stage_hotwords(args, rec, data: dict) -> dict:
             rows.append(row(name, label, d["refs"], texts, words, cpu, _audio_s(d)))
             hyps += [{"set": name, "decoder": label, "ref": r, "hyp": h} for r, h in zip(d["refs"], texts)]
             log(f"{name} / {label}: WER {rows[-1]['wer']:.2f} % ({cpu:.0f} CPU-s)")
-    out = {"hotwords": len(phrases), "boosted_words": len(words), "boosts": tuned, "costs": costs,
+    out = {"hotwords": len(phrases), "boosted_words": len(words), "boosts": tuned, "tune_on": args.tune_on, "costs": costs,
            "dev_grid": grid, "rows": rows}
     write_results(args.out, "hotwords", out, hotwords_markdown(out))
     write_jsonl(os.path.join(args.out, "hotwords_hyps.jsonl"), hyps)
@@ -302,16 +333,18 @@ def hotwords_markdown(out: dict) -> str:
         return [_pct(r["wer"]), _pct(r["wer_other"]), _recall_cell(r), r["false_alarms"], r["deletions"],
                 r["insertions"], "-" if r.get("rtf") is None else f"{r['rtf']:.3f}"]
 
-    grid = md_table(["list", "boost", *heads], [[g["form"], f"{g['boost']:g}", *cells(g)] for g in out["dev_grid"]])
+    grid = md_table(["set", "list", "boost", *heads],
+                    [[g["set"], g["form"], f"{g['boost']:g}", *cells(g)] for g in out["dev_grid"]])
     table = md_table(["set", "utts", "decoder", *heads], [[r["set"], r["utterances"], r["decoder"], *cells(r)]
                                                          for r in out["rows"]])
     tuned = ", ".join(f"{f} {b:g}" for f, b in out["boosts"].items())
+    tune = f" (no harm on {', '.join(out['tune_on'])})" if out.get("tune_on") else ""
     c = out.get("costs") or {}
     costs = (f"\n\nBuilding the lexicon search, CPU seconds: shared by every request (once per process) "
              f"{c['shared_lexicon_cpu_s']:.2f}; one request's trie for {c['hotwords']} hotwords "
              f"{c['request_trie_cpu_s']:.2f}." if c else "")
     return (f"Hotword list: {out['hotwords']} phrases ({out['boosted_words']} distinct words); boosts (nats per "
-            f"token) tuned on names_dev: {tuned}.{costs}\n\nTuning on names_dev:\n\n{grid}\n\nResults:\n\n{table}\n")
+            f"token) tuned on names_dev{tune}: {tuned}.{costs}\n\nTuning:\n\n{grid}\n\nResults:\n\n{table}\n")
 
 
 def nbest_markdown(out: dict) -> str:
@@ -338,7 +371,10 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default="/work/data/vocab")
     p.add_argument("--model", default="default", help="bundled model name or checkpoint path")
     p.add_argument("--other", nargs=3, action="append", metavar=("NAME", "MANIFEST", "EVERY"),
-                   help="an unrelated set: every EVERY-th utterance of MANIFEST (repeatable)")
+                   help="an unrelated set: every EVERY-th utterance of MANIFEST; EVERY:OFFSET from utterance OFFSET "
+                        "(repeatable)")
+    p.add_argument("--tune-on", nargs="+", default=[], metavar="NAME",
+                   help="--other sets where a boost must do no harm to be chosen (default: none)")
     p.add_argument("--boosts", type=float, nargs="+", default=[1.0, 2.0, 3.0, 4.0, 6.0],
                    help="boosts (nats per token) tried on names_dev")
     p.add_argument("--prefix-boost", type=float, default=1.5,
