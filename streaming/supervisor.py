@@ -63,7 +63,10 @@ PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 def python_env() -> dict:
     """The environment for a Python process that must import this package as we do."""
     path = os.environ.get("PYTHONPATH")
-    return dict(os.environ, PYTHONPATH=PACKAGE_ROOT + (os.pathsep + path if path else ""))
+    # MALLOC_ARENA_MAX: glibc reads it at start-up; the server processes also cap it at run time
+    # (streaming.serve.limit_malloc_arenas), this covers what they allocate before that.
+    return dict(os.environ, PYTHONPATH=PACKAGE_ROOT + (os.pathsep + path if path else ""),
+                MALLOC_ARENA_MAX=os.environ.get("MALLOC_ARENA_MAX", "2"))
 
 
 def _socket(family, kind, proto, reuse_port: bool) -> socket.socket:

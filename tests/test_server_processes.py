@@ -235,3 +235,15 @@ def test_supervisor_imports_no_torch():
     """The supervisor (streaming.supervisor, what ``asr serve --processes N`` becomes) stays small."""
     code = "import sys, streaming.supervisor; assert 'torch' not in sys.modules and 'asr' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_server_processes_cap_malloc_arenas(monkeypatch):
+    from streaming.serve import limit_malloc_arenas
+    from streaming.supervisor import python_env
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert python_env()["MALLOC_ARENA_MAX"] == "2"
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert python_env()["MALLOC_ARENA_MAX"] == "4"  # a user's setting wins
+    if sys.platform.startswith("linux") and os.path.exists("/lib/x86_64-linux-gnu/libc.so.6"):
+        assert limit_malloc_arenas()
