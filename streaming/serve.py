@@ -105,9 +105,10 @@ def configure_process(args, threads: int, log_format: str = "%(asctime)s %(name)
 
 def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     """Cap glibc's malloc arenas (``mallopt(M_ARENA_MAX)``; no-op elsewhere). With the default (8 per
-    core), the threads of a server that streams for hours leave freed memory spread over many arenas:
-    a 10-minute churn run of 200 clients on 2 processes grew RSS by 8.2 % after warm-up; with 2 arenas
-    it stayed within 1 % (``tools/bench_server.py --churn``). Returns whether the cap was set."""
+    core), the threads of a long-running server can leave freed memory spread over many arenas. A
+    10-minute churn run of 200 clients on 2 processes (``tools/bench_server.py --churn``) grew RSS by
+    8.2 % after warm-up with the default, by -0.9 % and +6.0 % in two runs with 2 arenas (end RSS
+    1330-1395 MB either way: noisy). Returns whether the cap was set."""
     import ctypes
     import ctypes.util
 
