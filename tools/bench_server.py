@@ -71,7 +71,7 @@ class Server:
             return
         cmd = [sys.executable, "-m", "asr", "serve", "--model", args.model, "--port", "0", "--no-web",
                "--max-connections", str(max(args.streams + [args.churn_streams or 0]) + 50), "--idle-timeout", "600",
-               "--processes", str(args.processes), *args.server_arg]
+               *(["--processes", str(args.processes)] if args.processes is not None else []), *args.server_arg]
         if int8:
             cmd.append("--int8")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -276,8 +276,8 @@ def main(argv=None) -> int:
                    help="files, directories or JSON-lines manifests of speech (default: tests/fixtures)")
     p.add_argument("--model", default="default", help="model of the server started here (default: %(default)s)")
     p.add_argument("--int8", action="store_true", help="also run the sweep with --int8, side by side")
-    p.add_argument("--processes", type=int, default=0, metavar="N",
-                   help="asr serve --processes of the server started here (default: 0, the server's default: one per core on Linux)")
+    p.add_argument("--processes", type=int, default=None, metavar="N",
+                   help="asr serve --processes of the server started here (0: one per core; default: the server's default, one per core on Linux)")
     p.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for asr serve, repeatable (e.g. --server-arg=--workers=2)")
     p.add_argument("--url", help="benchmark a running server (ws://HOST:PORT/asr) instead of starting one")
@@ -292,7 +292,7 @@ def main(argv=None) -> int:
     args.streams = [int(x) for x in args.streams.split(",") if x.strip()]
     if not args.streams or min(args.streams) < 1 or args.seconds < 1:
         p.error("--streams must list positive numbers and --seconds be at least 1")
-    if args.url and (args.int8 or args.processes != 1):
+    if args.url and (args.int8 or args.processes is not None):
         p.error("--int8 and --processes start a server of their own; not with --url")
 
     ring = load_chunks(audio_paths(args.audio))
