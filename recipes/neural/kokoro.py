@@ -38,24 +38,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from scipy.signal import resample_poly
-from tqdm import tqdm
 
 if __package__ in (None, ""):  # run as a script: the repository root on the path for ``recipes``
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from asr.jsonl import write_jsonl  # noqa: E402
-from asr.text import normalize  # noqa: E402
-from recipes.neural.prepare import plan  # noqa: E402
+from recipes.neural.prepare import meter_wers, plan, write_utterances  # noqa: E402
 
-SR = 16000
 MAX_TOKENS = 500  # Kokoro's context (phonemes per call)
 
 
@@ -106,8 +101,8 @@ class KokoroBank:
         ps, _ = self.g2p(_Token(text))
         return ps or ""
 
-    def say(self, text: str, v: KVoice, rng: np.random.Generator, style: np.ndarray | None = None) -> np.ndarray:
-        style = self.style(v) if style is None else style
+    def say(self, text: str, v: KVoice, rng: np.random.Generator) -> np.ndarray:
+        style = self.style(v)  # a few microseconds beside the network's seconds
         tokens = [self.vocab[c] for c in self.phonemes(text) if c in self.vocab][:MAX_TOKENS]
         if len(tokens) < 2:
             return np.zeros(0, np.float32)
@@ -133,60 +128,16 @@ def draw_voices(n: int, seed: int, offset: float) -> list[KVoice]:
     return out
 
 
-def meter(bank: KokoroBank, voices: list[KVoice], sentences, seed: int) -> list[KVoice]:
-    """Each voice's PocketSphinx WER % on the same sentences."""
-    import jiwer
-    from pocketsphinx import Decoder
-
-    dec = Decoder()
-    out = []
-    for v in tqdm(voices, desc="meter", disable=not sys.stderr.isatty()):
-        rng, style = np.random.default_rng(seed), bank.style(v)
-        refs, hyps = [], []
-        for norm, speak in sentences:
-            pcm = (np.clip(bank.say(speak, v, rng, style), -1, 1) * 32767).astype(np.int16)
-            dec.start_utt()
-            dec.process_raw(pcm.tobytes(), full_utt=True)
-            dec.end_utt()
-            h = dec.hyp()
-            refs.append(norm)
-            hyps.append(normalize(h.hypstr if h is not None else ""))
-        out.append(KVoice(**{**asdict(v), "meter_wer": round(100 * jiwer.wer(refs, hyps), 1)}))
-        print(f"meter {v.name}: {out[-1].meter_wer}%", flush=True)
-    return out
-
-
 def load_or_meter(args, bank: KokoroBank, pool, rng) -> list[KVoice]:
     vpath = args.data_dir / "voices.json"
     if vpath.exists():
         return [KVoice(**{**d, "weights": tuple(d["weights"]), "speed": tuple(d["speed"])})
                 for d in json.loads(vpath.read_text())]
     meter_set = [pool[i] for i in rng.choice(len(pool), args.meter_utts, replace=False)]
-    voices = meter(bank, draw_voices(args.voices, args.seed, args.offset), meter_set, args.seed)
+    drawn = draw_voices(args.voices, args.seed, args.offset)
+    voices = [replace(v, meter_wer=w) for v, w in zip(drawn, meter_wers(bank.say, drawn, meter_set, args.seed))]
     vpath.write_text(json.dumps([asdict(v) for v in voices], indent=1))
     return voices
-
-
-def synthesize(args, bank: KokoroBank, kept: list[KVoice], items) -> list[dict]:
-    records = []
-    audio_dir = args.data_dir / "audio"
-    audio_dir.mkdir(exist_ok=True)
-    styles = {v.name: bank.style(v) for v in kept}
-    for n, (text, say) in enumerate(tqdm(items, desc="kokoro", unit="utt", mininterval=10)):
-        v = kept[n % len(kept)]
-        out = audio_dir / f"{n:06d}.wav"
-        if not out.exists():
-            wav = bank.say(say, v, np.random.default_rng([args.seed, n]), styles[v.name])
-            if len(wav) < SR // 5:
-                continue
-            tmp = out.with_suffix(".tmp.wav")
-            sf.write(str(tmp), wav, SR, subtype="PCM_16")
-            os.replace(tmp, out)
-        records.append({"audio": str(out.relative_to(args.data_dir)), "text": normalize(text),
-                        "duration": round(sf.info(str(out)).frames / SR, 3), "voice": v.name, "engine": "kokoro"})
-        if len(records) % args.flush == 0:
-            write_jsonl(args.data_dir / "train.jsonl", records)
-    return records
 
 
 def main(argv=None) -> int:
@@ -218,7 +169,8 @@ def main(argv=None) -> int:
     if not kept:
         print("kokoro: no voice passed the meter", file=sys.stderr)
         return 2
-    records = synthesize(args, bank, kept, plan(pool, args.hours, args.short_share, rng))
+    records = write_utterances(args.data_dir, plan(pool, args.hours, args.short_share, rng), kept, bank.say,
+                               args.seed, "kokoro", flush=args.flush)
     write_jsonl(args.data_dir / "train.jsonl", records)
     hours = sum(r["duration"] for r in records) / 3600
     print(f"wrote {len(records)} utterances, {hours:.2f} h, {len(kept)} voices -> {args.data_dir / 'train.jsonl'}")

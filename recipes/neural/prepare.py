@@ -34,7 +34,7 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -115,8 +115,9 @@ class VoiceBank:
         return wav * (0.5 / peak)
 
 
-def meter(bank: VoiceBank, voices: list[Voice], sentences: list[tuple[str, str]], seed: int) -> list[Voice]:
-    """Each voice's PocketSphinx WER on the same sentences."""
+def meter_wers(say, voices: list, sentences: list[tuple[str, str]], seed: int) -> list[float]:
+    """Each voice's PocketSphinx WER % on the same (normalised, spoken) sentences; ``say(text, voice, rng)``
+    gives 16 kHz float32 audio. Every voice starts from the same generator state."""
     import jiwer
     from pocketsphinx import Decoder
 
@@ -126,15 +127,46 @@ def meter(bank: VoiceBank, voices: list[Voice], sentences: list[tuple[str, str]]
         rng = np.random.default_rng(seed)
         refs, hyps = [], []
         for norm, speak in sentences:
-            pcm = (np.clip(bank.say(speak, v, rng), -1, 1) * 32767).astype(np.int16)
+            pcm = (np.clip(say(speak, v, rng), -1, 1) * 32767).astype(np.int16)
             dec.start_utt()
             dec.process_raw(pcm.tobytes(), full_utt=True)
             dec.end_utt()
             h = dec.hyp()
             refs.append(norm)
             hyps.append(normalize(h.hypstr if h is not None else ""))
-        out.append(Voice(v.name, v.pitch, v.warp, v.speed, round(100 * jiwer.wer(refs, hyps), 1)))
+        out.append(round(100 * jiwer.wer(refs, hyps), 1))
     return out
+
+
+def meter(bank: VoiceBank, voices: list[Voice], sentences: list[tuple[str, str]], seed: int) -> list[Voice]:
+    """Each voice with its PocketSphinx WER on the same sentences."""
+    return [replace(v, meter_wer=w) for v, w in zip(voices, meter_wers(bank.say, voices, sentences, seed))]
+
+
+def write_utterances(data_dir: Path, items, voices: list, say, seed: int, engine: str,
+                     flush: int = 0) -> list[dict]:
+    """Speak ``items`` ((normalised text, text to speak)) with the voices in turn into
+    ``<data_dir>/audio/NNNNNN.wav`` (16 kHz, kept if already there; under 0.2 s dropped) and return
+    their manifest records; with ``flush``, ``<data_dir>/train.jsonl`` is rewritten every ``flush``
+    records so that a run stopped early leaves a usable manifest."""
+    records = []
+    audio_dir = data_dir / "audio"
+    audio_dir.mkdir(exist_ok=True)
+    for n, (text, speak) in enumerate(tqdm(items, desc=engine, unit="utt", mininterval=5)):
+        v = voices[n % len(voices)]
+        out = audio_dir / f"{n:06d}.wav"
+        if not out.exists():
+            wav = say(speak, v, np.random.default_rng([seed, n]))
+            if len(wav) < SR // 5:
+                continue
+            tmp = out.with_suffix(".tmp.wav")
+            sf.write(str(tmp), wav, SR, subtype="PCM_16")
+            os.replace(tmp, out)
+        records.append({"audio": str(out.relative_to(data_dir)), "text": normalize(text),
+                        "duration": round(sf.info(str(out)).frames / SR, 3), "voice": v.name, "engine": engine})
+        if flush and len(records) % flush == 0:
+            write_jsonl(data_dir / "train.jsonl", records)
+    return records
 
 
 def plan(pool: list[tuple[str, str]], hours: float, short_share: float, rng: np.random.Generator):
@@ -191,21 +223,7 @@ def main(argv=None) -> int:
         return 2
 
     items = plan(pool, args.hours, args.short_share, rng)
-    records = []
-    audio_dir = args.data_dir / "audio"
-    audio_dir.mkdir(exist_ok=True)
-    for n, (text, say) in enumerate(tqdm(items, desc="hibari", unit="utt", mininterval=5)):
-        v = kept[n % len(kept)]
-        out = audio_dir / f"{n:06d}.wav"
-        if not out.exists():
-            wav = bank.say(say, v, np.random.default_rng([args.seed, n]))
-            if len(wav) < SR // 5:
-                continue
-            tmp = out.with_suffix(".tmp.wav")
-            sf.write(str(tmp), wav, SR, subtype="PCM_16")
-            os.replace(tmp, out)
-        records.append({"audio": str(out.relative_to(args.data_dir)), "text": normalize(text),
-                        "duration": round(sf.info(str(out)).frames / SR, 3), "voice": v.name, "engine": "hibari"})
+    records = write_utterances(args.data_dir, items, kept, bank.say, args.seed, "hibari")
     write_jsonl(args.data_dir / "train.jsonl", records)
     hours = sum(r["duration"] for r in records) / 3600
     print(f"wrote {len(records)} utterances, {hours:.2f} h, {len(kept)} voices -> {args.data_dir / 'train.jsonl'}")
