@@ -26,6 +26,30 @@ def make_recognizer(rnn_type: str = "gru", seed: int = 0, hidden: int = 64, laye
     return Recognizer(model, tok, FeatureConfig(), name=f"random-{rnn_type}")
 
 
+CHAR_TOKENIZER = CharTokenizer()
+
+
+class CharRec:
+    """What the decoders need of a recognizer: the character tokenizer and a 40 ms step."""
+
+    tokenizer = CHAR_TOKENIZER
+    step_s = 0.04
+
+
+def char_log_probs(frames) -> torch.Tensor:
+    """``frames``: one dict {piece: prob} per step of the character tokenizer (the rest of the mass to
+    the blank) -> (steps, vocab) log-probs."""
+    tok = CHAR_TOKENIZER
+    rows = []
+    for fr in frames:
+        p = torch.full((tok.vocab_size,), 1e-6)
+        for piece, q in fr.items():
+            p[tok.pieces.index(piece)] = q
+        p[0] = max(1e-6, 1.0 - sum(fr.values()))
+        rows.append((p / p.sum()).log())
+    return torch.stack(rows)
+
+
 def speechlike(seconds: float = 2.0, sr: int = 16000, seed: int = 0) -> np.ndarray:
     """Deterministic amplitude-modulated harmonic noise: speech-like energy variations."""
     rng = np.random.default_rng(seed)

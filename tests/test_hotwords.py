@@ -9,29 +9,8 @@ from asr.decoding import GreedyDecoder
 from asr.hotwords import ContextGraph, parse_hotwords, parse_hotwords_text
 from asr.prefixbeam import PrefixBeamDecoder, PrefixBeamOptions, PrefixBeamSearch
 from asr.stream import feed_chunks
-from asr.tokenizer import CharTokenizer
 from asr.vocab import vocabulary_decoder
-from conftest import speechlike
-
-TOK = CharTokenizer()
-
-
-class _Rec:  # what the decoders need of a recognizer
-    tokenizer = TOK
-    step_s = 0.04
-
-
-def _lp(frames):
-    """``frames``: one dict {piece: prob} per step (the rest of the mass to the blank) -> (steps, vocab) log-probs."""
-    rows = []
-    for fr in frames:
-        p = torch.full((TOK.vocab_size,), 1e-6)
-        for piece, q in fr.items():
-            p[TOK.pieces.index(piece)] = q
-        p[0] = max(1e-6, 1.0 - sum(fr.values()))
-        rows.append((p / p.sum()).log())
-    return torch.stack(rows)
-
+from conftest import CHAR_TOKENIZER, CharRec, char_log_probs, speechlike
 
 def _spell(word, q=0.9):
     """Steps spelling ``▁word`` with each token at probability ``q``, blanks between."""
@@ -74,40 +53,40 @@ def test_failure_link_restarts_a_match_inside_a_broken_one():
 
 def test_prefix_beam_merges_alignments_where_greedy_does_not():
     # greedy path: blank, blank ("") but "a" has 0.4 + 0.4 spread over two steps with a blank path between
-    lp = _lp([{"\u2581": 0.9}, {"a": 0.4}, {"a": 0.4}, {}])
-    greedy = GreedyDecoder(TOK, 0.04).decode(lp).text
-    beam = PrefixBeamDecoder(_Rec).decode(lp).text
+    lp = char_log_probs([{"\u2581": 0.9}, {"a": 0.4}, {"a": 0.4}, {}])
+    greedy = GreedyDecoder(CHAR_TOKENIZER, 0.04).decode(lp).text
+    beam = PrefixBeamDecoder(CharRec).decode(lp).text
     assert greedy == "" and beam == "a"
 
 
 def test_hotword_flips_an_ambiguous_word_and_keeps_times():
-    plain = PrefixBeamDecoder(_Rec).decode(_lp(AMBIGUOUS))
-    boosted = PrefixBeamDecoder(_Rec, parse_hotwords(["cat"])).decode(_lp(AMBIGUOUS))
+    plain = PrefixBeamDecoder(CharRec).decode(char_log_probs(AMBIGUOUS))
+    boosted = PrefixBeamDecoder(CharRec, parse_hotwords(["cat"])).decode(char_log_probs(AMBIGUOUS))
     assert plain.text == "cot" and boosted.text == "cat"
     assert boosted.words[0].start == plain.words[0].start and boosted.words[0].end == plain.words[0].end
 
 
 def test_unfinished_hotword_loses_its_bonus():
     # "▁ca" then nothing: a hotword "cab" must not make the search prefer an unfinished spelling
-    lp = _lp(_spell("ca") + [{"b": 0.02, "r": 0.03}, {}])
-    res = PrefixBeamDecoder(_Rec, parse_hotwords([("cab", 3.0)])).decode(lp)
+    lp = char_log_probs(_spell("ca") + [{"b": 0.02, "r": 0.03}, {}])
+    res = PrefixBeamDecoder(CharRec, parse_hotwords([("cab", 3.0)])).decode(lp)
     assert res.text in ("ca", "cab")
-    search = PrefixBeamSearch(TOK, 0.04, graph=ContextGraph([(TOK.encode("cab"), 3.0)]))
+    search = PrefixBeamSearch(CHAR_TOKENIZER, 0.04, graph=ContextGraph([(CHAR_TOKENIZER.encode("cab"), 3.0)]))
     search.accept(lp[:5])  # after "▁ca": the prefix earns 2 x 3.0 while unfinished ("c a" of "c a b")
     (s_live, n_live), (s_final, n_final) = search.hypotheses(final=False)[0], search.hypotheses(final=True)[0]
     assert s_live - s_final == pytest.approx(6.0) and n_live is n_final
 
 
 def test_nbest_alternatives():
-    res = PrefixBeamDecoder(_Rec, nbest=3).decode(_lp(AMBIGUOUS))
+    res = PrefixBeamDecoder(CharRec, nbest=3).decode(char_log_probs(AMBIGUOUS))
     alts = res.alternatives
     assert [a.text for a in alts][:2] == ["cot", "cat"] and alts[0].text == res.text
     assert sum(a.confidence for a in alts) == pytest.approx(1.0)
     assert all(a.score >= b.score for a, b in zip(alts, alts[1:]))
-    assert PrefixBeamDecoder(_Rec).decode(_lp(AMBIGUOUS)).alternatives == []
+    assert PrefixBeamDecoder(CharRec).decode(char_log_probs(AMBIGUOUS)).alternatives == []
     # the text is the first alternative's, also where merged paths outscore the best single one: "ba"
     # (0.24) is the best path, but "a" is spelt two ways ("a", "▁a": 0.18 + 0.18)
-    res = PrefixBeamDecoder(_Rec, nbest=3).decode(_lp([{"b": 0.4, "▁": 0.3}, {"a": 0.6}]))
+    res = PrefixBeamDecoder(CharRec, nbest=3).decode(char_log_probs([{"b": 0.4, "▁": 0.3}, {"a": 0.6}]))
     assert [a.text for a in res.alternatives] == ["a", "", "ba"] and res.text == "a"
     assert res.words == res.alternatives[0].words
 
@@ -115,11 +94,11 @@ def test_nbest_alternatives():
 @pytest.mark.parametrize("chunk", [1, 3, 7])
 def test_search_is_chunk_invariant(chunk):
     g = torch.Generator().manual_seed(3)
-    lp = torch.log_softmax(4 * torch.randn(120, TOK.vocab_size, generator=g), dim=-1)
-    graph = ContextGraph([(TOK.encode(w), 2.0) for w in ("the", "cat", "sat")])
-    whole = PrefixBeamSearch(TOK, 0.04, graph=graph)
+    lp = torch.log_softmax(4 * torch.randn(120, CHAR_TOKENIZER.vocab_size, generator=g), dim=-1)
+    graph = ContextGraph([(CHAR_TOKENIZER.encode(w), 2.0) for w in ("the", "cat", "sat")])
+    whole = PrefixBeamSearch(CHAR_TOKENIZER, 0.04, graph=graph)
     whole.accept(lp)
-    parts = PrefixBeamSearch(TOK, 0.04, graph=graph)
+    parts = PrefixBeamSearch(CHAR_TOKENIZER, 0.04, graph=graph)
     for a in range(0, lp.shape[0], chunk):
         parts.accept(lp[a : a + chunk])
     assert whole.result(nbest=4) == parts.result(nbest=4)
