@@ -48,8 +48,8 @@ from scipy.signal import resample_poly
 if __package__ in (None, ""):  # run as a script: the repository root on the path for ``recipes``
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from asr.jsonl import write_jsonl  # noqa: E402
-from recipes.neural.prepare import meter_wers, plan, write_utterances  # noqa: E402
+from recipes.neural.prepare import (add_bank_arguments, meter_wers, plan, training_pool,  # noqa: E402
+                                    write_manifest, write_utterances)
 
 MAX_TOKENS = 500  # Kokoro's context (phonemes per call)
 
@@ -142,24 +142,12 @@ def load_or_meter(args, bank: KokoroBank, pool, rng) -> list[KVoice]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--text-dir", type=Path, required=True, help="folder with train.txt and train.speak.txt")
-    ap.add_argument("--data-dir", type=Path, required=True, help="output folder")
-    ap.add_argument("--hours", type=float, default=1.0, help="hours of audio to write (approximate)")
-    ap.add_argument("--voices", type=int, default=16, help="voices drawn before metering")
+    add_bank_arguments(ap, hours=1.0, voices=16, meter_utts=6, max_meter_wer=50.0, seed=1)
     ap.add_argument("--offset", type=float, default=1.0, help="largest style offset, in units of the packs' spread")
-    ap.add_argument("--meter-utts", type=int, default=6, help="sentences per voice for the PocketSphinx meter")
-    ap.add_argument("--max-meter-wer", type=float, default=50.0, help="drop voices whose meter WER %% is above")
-    ap.add_argument("--short-share", type=float, default=0.3, help="share of 1-3 word utterances")
     ap.add_argument("--flush", type=int, default=100, help="rewrite the manifest every N utterances")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
-    ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
-    for name in ("train.txt", "train.speak.txt"):
-        if not (args.text_dir / name).exists():
-            ap.error(f"{args.text_dir / name}: not found (run recipes/synth/prepare.py --stage 1 --stop-stage 1)")
-    norm = (args.text_dir / "train.txt").read_text(encoding="utf-8").splitlines()
-    speak = (args.text_dir / "train.speak.txt").read_text(encoding="utf-8").splitlines()
-    pool = list(zip(norm, speak))
+    pool = training_pool(ap, args.text_dir)
     rng = np.random.default_rng(args.seed)
     args.data_dir.mkdir(parents=True, exist_ok=True)
     bank = KokoroBank(args.threads)
@@ -171,9 +159,7 @@ def main(argv=None) -> int:
         return 2
     records = write_utterances(args.data_dir, plan(pool, args.hours, args.short_share, rng), kept, bank.say,
                                args.seed, "kokoro", flush=args.flush)
-    write_jsonl(args.data_dir / "train.jsonl", records)
-    hours = sum(r["duration"] for r in records) / 3600
-    print(f"wrote {len(records)} utterances, {hours:.2f} h, {len(kept)} voices -> {args.data_dir / 'train.jsonl'}")
+    write_manifest(args.data_dir, records, len(kept))
     return 0
 
 

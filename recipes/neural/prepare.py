@@ -187,23 +187,41 @@ def plan(pool: list[tuple[str, str]], hours: float, short_share: float, rng: np.
     return items
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_bank_arguments(ap: argparse.ArgumentParser, hours: float, voices: int, meter_utts: int,
+                       max_meter_wer: float, seed: int) -> None:
+    """The options every voice bank takes (text pool, output, amount, meter, seed), with its defaults."""
     ap.add_argument("--text-dir", type=Path, required=True, help="folder with train.txt and train.speak.txt")
     ap.add_argument("--data-dir", type=Path, required=True, help="output folder")
-    ap.add_argument("--hours", type=float, default=4.0, help="hours of audio to write (approximate)")
-    ap.add_argument("--voices", type=int, default=24, help="voices drawn before metering")
-    ap.add_argument("--meter-utts", type=int, default=8, help="sentences per voice for the PocketSphinx meter")
-    ap.add_argument("--max-meter-wer", type=float, default=40.0, help="drop voices whose meter WER %% is above")
+    ap.add_argument("--hours", type=float, default=hours, help="hours of audio to write (approximate)")
+    ap.add_argument("--voices", type=int, default=voices, help="voices drawn before metering")
+    ap.add_argument("--meter-utts", type=int, default=meter_utts, help="sentences per voice for the PocketSphinx meter")
+    ap.add_argument("--max-meter-wer", type=float, default=max_meter_wer,
+                    help="drop voices whose meter WER %% is above")
     ap.add_argument("--short-share", type=float, default=0.3, help="share of 1-3 word utterances")
-    ap.add_argument("--seed", type=int, default=7)
-    args = ap.parse_args(argv)
+    ap.add_argument("--seed", type=int, default=seed)
+
+
+def training_pool(ap: argparse.ArgumentParser, text_dir: Path) -> list[tuple[str, str]]:
+    """(normalised, spoken) sentences of the synthetic corpus's training text (never dev or test text)."""
     for name in ("train.txt", "train.speak.txt"):
-        if not (args.text_dir / name).exists():
-            ap.error(f"{args.text_dir / name}: not found (run recipes/synth/prepare.py --stage 1 --stop-stage 1)")
-    norm = (args.text_dir / "train.txt").read_text(encoding="utf-8").splitlines()
-    speak = (args.text_dir / "train.speak.txt").read_text(encoding="utf-8").splitlines()
-    pool = list(zip(norm, speak))
+        if not (text_dir / name).exists():
+            ap.error(f"{text_dir / name}: not found (run recipes/synth/prepare.py --stage 1 --stop-stage 1)")
+    norm = (text_dir / "train.txt").read_text(encoding="utf-8").splitlines()
+    speak = (text_dir / "train.speak.txt").read_text(encoding="utf-8").splitlines()
+    return list(zip(norm, speak))
+
+
+def write_manifest(data_dir: Path, records: list[dict], voices: int) -> None:
+    write_jsonl(data_dir / "train.jsonl", records)
+    hours = sum(r["duration"] for r in records) / 3600
+    print(f"wrote {len(records)} utterances, {hours:.2f} h, {voices} voices -> {data_dir / 'train.jsonl'}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_bank_arguments(ap, hours=4.0, voices=24, meter_utts=8, max_meter_wer=40.0, seed=7)
+    args = ap.parse_args(argv)
+    pool = training_pool(ap, args.text_dir)
     rng = np.random.default_rng(args.seed)
     args.data_dir.mkdir(parents=True, exist_ok=True)
     bank = VoiceBank()
@@ -224,9 +242,7 @@ def main(argv=None) -> int:
 
     items = plan(pool, args.hours, args.short_share, rng)
     records = write_utterances(args.data_dir, items, kept, bank.say, args.seed, "hibari")
-    write_jsonl(args.data_dir / "train.jsonl", records)
-    hours = sum(r["duration"] for r in records) / 3600
-    print(f"wrote {len(records)} utterances, {hours:.2f} h, {len(kept)} voices -> {args.data_dir / 'train.jsonl'}")
+    write_manifest(args.data_dir, records, len(kept))
     return 0
 
 
