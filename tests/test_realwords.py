@@ -91,3 +91,35 @@ def test_errors(tmp_path, trees, capsys):
         rw.prepare(sc, None, tmp_path / "o", sc_dev_frac=1e-9)
     assert rw.main(["--fsdd", str(tmp_path / "missing"), "--data-dir", str(tmp_path / "o")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def _kaldi_part(root: Path, part: str, utts: list[tuple[str, str, str]]) -> None:
+    """A speechocean762-style Kaldi folder: (utt, speaker, TEXT) with audio under WAVE/."""
+    (root / part).mkdir(parents=True, exist_ok=True)
+    for utt, spk, _ in utts:
+        _tone(root / "WAVE" / f"SPEAKER{spk}" / f"{utt}.WAV", 0.6, 16000)
+    (root / part / "wav.scp").write_text("".join(f"{u}\tWAVE/SPEAKER{s}/{u}.WAV\n" for u, s, _ in utts))
+    (root / part / "utt2spk").write_text("".join(f"{u}\t{s}\n" for u, s, _ in utts))
+    (root / part / "text").write_text("".join(f"{u}\t{t}\n" for u, _, t in utts))
+
+
+def test_speechocean_train_speakers_train_test_speakers_dev_or_test(tmp_path):
+    so = tmp_path / "so"
+    _kaldi_part(so, "train", [(f"{i:04d}0001", f"{i:04d}", "WE CALL IT BEAR") for i in range(1, 6)])
+    test = [(f"{i:04d}0002", f"{i:04d}", "I CAN'T SEE 2 CATS") for i in range(6, 40)]
+    _kaldi_part(so, "test", test)
+    out = tmp_path / "out"
+    summary = rw.prepare(None, None, out, so_root=so, so_dev_frac=0.5)
+    read = lambda name: [json.loads(x) for x in (out / name).read_text().splitlines()]  # noqa: E731
+    train, dev, tst = read("train.jsonl"), read("dev.jsonl"), read("test.jsonl")
+    assert {r["speaker"] for r in train} == {f"so-{i:04d}" for i in range(1, 6)}
+    assert len(dev) + len(tst) == len(test) and dev and tst
+    assert {r["text"] for r in dev + tst} == {"i can't see two cats"}  # normalised like every manifest
+    assert all(rw.in_dev(r["speaker"][3:], 0.5) for r in dev) and not any(rw.in_dev(r["speaker"][3:], 0.5) for r in tst)
+    assert summary["train"]["real-so"][0] == 5 and all(r["engine"] == "real-so" for r in train + dev + tst)
+
+
+def test_speechocean_without_kaldi_folders_is_a_clear_error(tmp_path):
+    (tmp_path / "so" / "train").mkdir(parents=True)
+    with pytest.raises(rw.RecipeError, match="not a Kaldi data folder"):
+        rw.prepare(None, None, tmp_path / "out", so_root=tmp_path / "so")

@@ -5,27 +5,32 @@
 |---|---|---|---|
 | ``sc`` Google Speech Commands v0.02, test part | 4,074 one-word clips, 35 words, 16 kHz | 239 (hash in the file name) | CC-BY 4.0 |
 | ``fsdd`` Free Spoken Digit Dataset | 3,000 digit clips "zero".."nine", 8 kHz | 6 (name in the file name) | CC BY-SA 4.0 |
+| ``so`` speechocean762 | 5,000 read sentences (1-10 words, 5.6 h), 16 kHz; non-native (Mandarin L1), half children | 250 | CC BY 4.0 (OpenSLR 101; "free for commercial and non-commercial use") |
 
 Get the sources (any checkout works; only the audio folders are read)::
 
     git clone --depth 1 https://github.com/thegtagamer/PICO-tinyML-benchmark   # SC: MLTK_keyworkSpotting/dataset
     git clone --depth 1 https://github.com/Jakobovski/free-spoken-digit-dataset  # FSDD: recordings/
+    git clone --depth 1 https://github.com/jimbozhang/speechocean762             # so: WAVE/, train/, test/
 
 Usage::
 
     python3 recipes/realwords/prepare.py --speech-commands PICO-tinyML-benchmark/MLTK_keyworkSpotting/dataset \\
-        --fsdd free-spoken-digit-dataset/recordings --data-dir /work/data/realwords \\
-        [--merge-dev /work/data/real/real_dev.jsonl] [--sc-dev-frac 0.2] [--fsdd-dev-speakers theo] [--repeat 4]
+        --fsdd free-spoken-digit-dataset/recordings --speechocean speechocean762 --data-dir /work/data/realwords \\
+        [--so-dev-frac 0.5] [--merge-dev /work/data/real/real_dev.jsonl] [--sc-dev-frac 0.2] [--fsdd-dev-speakers theo] [--repeat 4]
 
 Speech Commands: a clip's word is its folder name, or for ``_unknown_`` the file-name prefix
 (``bed_0c540988_nohash_0.wav``); ``_silence_`` (background noise) is skipped. Its speaker is the
 hash before ``_nohash_``; a speaker goes to dev when a stable hash of its id falls below
 ``--sc-dev-frac``, so the split never changes and no speaker is in both parts. FSDD: file names are
-``DIGIT_SPEAKER_N.wav``; the ``--fsdd-dev-speakers`` are dev, the rest train.
+``DIGIT_SPEAKER_N.wav``; the ``--fsdd-dev-speakers`` are dev, the rest train. speechocean762: the
+Kaldi-style ``train/`` and ``test/`` folders (``text``, ``wav.scp``, ``utt2spk``) of the checkout; its
+``train`` speakers are train, its ``test`` speakers are split by the same stable hash into dev
+(``--so-dev-frac``) and a real-sentence test set ``test.jsonl`` (never trained or selected on).
 
 Writes 16 kHz mono 16-bit WAV under ``<data-dir>/audio/<source>/`` and the manifests
-``train.jsonl``, ``dev.jsonl`` (``{"audio", "text", "duration", "speaker", "engine"}``, ``engine`` =
-``real-sc`` / ``real-fsdd``) and, with ``--merge-dev``, ``dev_real.jsonl`` = ``dev.jsonl`` plus those
+``train.jsonl``, ``dev.jsonl``, ``test.jsonl`` (if a source has test speakers) (``{"audio", "text",
+"duration", "speaker", "engine"}``, ``engine`` = ``real-sc`` / ``real-fsdd`` / ``real-so``) and, with ``--merge-dev``, ``dev_real.jsonl`` = ``dev.jsonl`` plus those
 manifests (the real-speech dev set used for model selection), and with ``--repeat N``
 ``train_x<N>.jsonl`` listing every training clip N times (a share of a pooled training set without
 copying audio). Existing WAV files are kept, so a second run only rewrites the manifests.
@@ -47,6 +52,7 @@ from scipy.signal import resample_poly
 from tqdm import tqdm
 
 from asr.jsonl import read_jsonl, write_jsonl
+from asr.text import normalize
 
 SR = 16000
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -60,6 +66,7 @@ class Clip(NamedTuple):
     key: str  # output file stem, unique within the source
     text: str
     speaker: str
+    part: str = ""  # the source's own split ("train" / "test"), if it has one
 
 
 class RecipeError(RuntimeError):
@@ -87,6 +94,23 @@ def fsdd(root: Path) -> Iterator[Clip]:
         m = FSDD_NAME.match(path.name)
         if m:
             yield Clip("fsdd", path, path.stem, DIGITS[int(m["digit"])], m["spk"])
+
+
+def speechocean(root: Path) -> Iterator[Clip]:
+    """Read sentences of a speechocean762 checkout (Kaldi-style ``train/`` and ``test/`` folders)."""
+    for part in ("train", "test"):
+        folder = root / part
+        try:
+            wavs = dict(line.split(maxsplit=1) for line in (folder / "wav.scp").read_text().splitlines() if line.strip())
+            spk = dict(line.split(maxsplit=1) for line in (folder / "utt2spk").read_text().splitlines() if line.strip())
+            lines = (folder / "text").read_text().splitlines()
+        except (OSError, ValueError) as e:
+            raise RecipeError(f"--speechocean {root}: {part}/ is not a Kaldi data folder ({e})") from e
+        for line in lines:
+            utt, _, text = line.partition("\t") if "\t" in line else line.partition(" ")
+            text = normalize(text)
+            if utt in wavs and utt in spk and text:
+                yield Clip("so", root / wavs[utt].strip(), utt, text, spk[utt].strip(), part)
 
 
 def in_dev(speaker: str, frac: float) -> bool:
@@ -131,12 +155,22 @@ def absolute(records: list[dict], manifest: Path) -> list[dict]:
     return out
 
 
+def split_of(c: Clip, sc_dev_frac: float, fsdd_dev_speakers: tuple[str, ...], so_dev_frac: float) -> str:
+    """"train", "dev" or "test" for one clip (by speaker only, so no speaker is in two splits)."""
+    if c.source == "fsdd":
+        return "dev" if c.speaker in fsdd_dev_speakers else "train"
+    if c.source == "so":
+        return "train" if c.part == "train" else "dev" if in_dev(c.speaker, so_dev_frac) else "test"
+    return "dev" if in_dev(c.speaker, sc_dev_frac) else "train"
+
+
 def prepare(sc_root: Path | None, fsdd_root: Path | None, data_dir: Path, *, sc_dev_frac: float = 0.2,
             fsdd_dev_speakers: tuple[str, ...] = ("theo",), merge_dev: tuple[Path, ...] = (),
-            repeat: int = 0) -> dict:
+            repeat: int = 0, so_root: Path | None = None, so_dev_frac: float = 0.5) -> dict:
     """Build the manifests; returns a summary ``{split: {source: (clips, seconds, speakers)}}``."""
     clips: list[Clip] = []
-    for name, root, reader in (("--speech-commands", sc_root, speech_commands), ("--fsdd", fsdd_root, fsdd)):
+    for name, root, reader in (("--speech-commands", sc_root, speech_commands), ("--fsdd", fsdd_root, fsdd),
+                               ("--speechocean", so_root, speechocean)):
         if root is None:
             continue
         if not root.is_dir():
@@ -146,17 +180,20 @@ def prepare(sc_root: Path | None, fsdd_root: Path | None, data_dir: Path, *, sc_
             raise RecipeError(f"{name} {root}: no labelled clips found (expected the layout in --help)")
         clips += found
     if not clips:
-        raise RecipeError("give at least one source (--speech-commands, --fsdd)")
+        raise RecipeError("give at least one source (--speech-commands, --fsdd, --speechocean)")
     data_dir.mkdir(parents=True, exist_ok=True)
     records = convert(clips, data_dir)
-    dev = [c.speaker in fsdd_dev_speakers if c.source == "fsdd" else in_dev(c.speaker, sc_dev_frac) for c in clips]
-    train_recs = [r for r, d in zip(records, dev) if not d]
-    dev_recs = [r for r, d in zip(records, dev) if d]
+    splits = [split_of(c, sc_dev_frac, fsdd_dev_speakers, so_dev_frac) for c in clips]
+    train_recs = [r for r, s in zip(records, splits) if s == "train"]
+    dev_recs = [r for r, s in zip(records, splits) if s == "dev"]
+    test_recs = [r for r, s in zip(records, splits) if s == "test"]
     if not train_recs or not dev_recs:
         raise RecipeError(f"speaker split left {len(train_recs)} train and {len(dev_recs)} dev clips; "
                           "change --sc-dev-frac / --fsdd-dev-speakers")
     write_jsonl(data_dir / "train.jsonl", train_recs)
     write_jsonl(data_dir / "dev.jsonl", dev_recs)
+    if test_recs:
+        write_jsonl(data_dir / "test.jsonl", test_recs)
     if repeat > 1:
         write_jsonl(data_dir / f"train_x{repeat}.jsonl", train_recs * repeat)
     if merge_dev:
@@ -165,13 +202,14 @@ def prepare(sc_root: Path | None, fsdd_root: Path | None, data_dir: Path, *, sc_
             merged += absolute(read_jsonl(m), m)
         write_jsonl(data_dir / "dev_real.jsonl", merged)
     summary: dict = {}
-    for split, recs in (("train", train_recs), ("dev", dev_recs)):
+    for split, recs in (("train", train_recs), ("dev", dev_recs), ("test", test_recs)):
         for r in recs:
             n, s, spk = summary.setdefault(split, {}).get(r["engine"], (0, 0.0, set()))
             summary[split][r["engine"]] = (n + 1, s + r["duration"], spk | {r["speaker"]})
     train_spk = {s for v in summary["train"].values() for s in v[2]}
     dev_spk = {s for v in summary["dev"].values() for s in v[2]}
-    assert not train_spk & dev_spk, "speaker in both splits"
+    test_spk = {s for v in summary.get("test", {}).values() for s in v[2]}
+    assert not (train_spk & dev_spk or train_spk & test_spk or dev_spk & test_spk), "speaker in two splits"
     return summary
 
 
@@ -180,17 +218,22 @@ def main(argv=None) -> int:
     ap.add_argument("--speech-commands", type=Path, help="Speech Commands folder (one sub-folder per word)")
     ap.add_argument("--fsdd", type=Path, help="FSDD recordings/ folder")
     ap.add_argument("--data-dir", type=Path, default=Path("data/realwords"), help="output folder")
+    ap.add_argument("--speechocean", type=Path, help="speechocean762 checkout (WAVE/, train/, test/)")
+    ap.add_argument("--so-dev-frac", type=float, default=0.5,
+                    help="share of speechocean762's test speakers in dev (the rest: test.jsonl)")
     ap.add_argument("--sc-dev-frac", type=float, default=0.2, help="share of Speech Commands speakers in dev")
     ap.add_argument("--fsdd-dev-speakers", nargs="+", default=["theo"], help="FSDD speakers in dev")
     ap.add_argument("--merge-dev", type=Path, nargs="*", default=[],
                     help="more dev manifests pooled into dev_real.jsonl (e.g. recipes/realspeech's real_dev.jsonl)")
     ap.add_argument("--repeat", type=int, default=0, help="also write train_x<N>.jsonl, every clip N times")
     args = ap.parse_args(argv)
-    if not 0.0 < args.sc_dev_frac < 1.0:
-        ap.error(f"--sc-dev-frac must be in (0, 1), got {args.sc_dev_frac}")
+    for name, frac in (("--sc-dev-frac", args.sc_dev_frac), ("--so-dev-frac", args.so_dev_frac)):
+        if not 0.0 < frac < 1.0:
+            ap.error(f"{name} must be in (0, 1), got {frac}")
     try:
         summary = prepare(args.speech_commands, args.fsdd, args.data_dir, sc_dev_frac=args.sc_dev_frac,
-                          fsdd_dev_speakers=tuple(args.fsdd_dev_speakers), merge_dev=tuple(args.merge_dev), repeat=args.repeat)
+                          fsdd_dev_speakers=tuple(args.fsdd_dev_speakers), merge_dev=tuple(args.merge_dev), repeat=args.repeat,
+                          so_root=args.speechocean, so_dev_frac=args.so_dev_frac)
     except RecipeError as e:
         print(f"realwords: {e}", file=sys.stderr)
         return 2
