@@ -1,4 +1,4 @@
-"""Acoustic model: global CMVN -> causal conv subsampling -> unidirectional RNN stack -> CTC.
+"""Acoustic model: global CMVN [-> causal running mean] -> causal conv subsampling -> unidirectional RNN stack -> CTC.
 
 The model holds no stream state. Streaming callers own a state dictionary
 (see :meth:`CTCModel.init_state`) and pass it through :meth:`CTCModel.infer`;
@@ -11,7 +11,9 @@ State layout (every tensor has the batch on dim 0, so streams are stacked with
 
 * ``conv{i}``: ``(B, channels_in, kernel - stride)`` - the last input frames of
   conv layer ``i``, its causal left context;
-* ``h``: ``(B, layers, hidden)`` - RNN hidden state; ``c``: same, LSTM only.
+* ``h``: ``(B, layers, hidden)`` - RNN hidden state; ``c``: same, LSTM only;
+* ``cmn_sum``: ``(B, n_mels)`` float64 and ``cmn_n``: ``(B, 1)`` - the running sum and count of
+  the (globally normalised) frames so far, with ``online_cmn`` only.
 
 This module imports nothing from data, training or serving code.
 """
@@ -43,6 +45,9 @@ class ModelConfig:
     rnn_layers: int = 4  # stacked unidirectional layers
     rnn_hidden: int = 384  # hidden units per layer
     dropout: float = 0.1  # between RNN layers, training only
+    online_cmn: float = 0.0  # causal running mean subtraction after the global CMVN, its prior weight in
+    # frames (0 = off): frame t has the mean of frames 0..t subtracted, shrunk towards the global mean
+    # (zero) as if ``online_cmn`` frames of it came first; follows a stream's channel (microphone, gain, EQ)
     # Layers are pre-LayerNorm with residual connections: LayerNorm helps CTC leave its
     # initial plateau and residuals keep deep stacks trainable.
 
@@ -59,6 +64,8 @@ class ModelConfig:
             raise ValueError("conv_kernel must be >= every conv stride")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not self.online_cmn >= 0.0:
+            raise ValueError(f"online_cmn must be >= 0 (frames of prior; 0 = off), got {self.online_cmn}")
 
     @property
     def subsampling(self) -> int:
@@ -88,6 +95,27 @@ class GlobalCMVN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return (x - self.mean) * self.istd
+
+
+def online_cmn(x: Tensor, lengths: Tensor, total: Tensor, count: Tensor, prior: float
+               ) -> Tuple[Tensor, Tensor, Tensor]:
+    """Causal running mean subtraction. x: ``(B, T, F)`` (zero past each item's length), lengths:
+    ``(B,)``; total ``(B, F)`` float64 and count ``(B, 1)``: the sum and number of the frames before.
+
+    Frame t becomes ``x_t - (total + x_0 + .. + x_t) / (prior + count + t + 1)``: its own
+    stream's mean so far, shrunk towards zero (the global CMVN's mean) by ``prior`` frames. Sums
+    are float64, so a stream fed in any chunking gets the same values to float32 rounding.
+    Returns the normalised frames (zero past the lengths) and the new total and count.
+    """
+    T = x.shape[1]
+    sums = total[:, None, :] + torch.cumsum(x.double(), dim=1)  # (B, T, F)
+    n = count[:, None, :] + torch.arange(1, T + 1, device=x.device, dtype=torch.float64)[None, :, None]
+    y = x - (sums / (prior + n)).to(x.dtype)
+    valid = torch.arange(T, device=x.device)[None, :] < lengths[:, None]
+    y = y * valid[..., None]
+    last = (lengths - 1).clamp_min(0)
+    new_total = torch.where((lengths > 0)[:, None], sums[torch.arange(x.shape[0]), last], total)
+    return y, new_total, count + lengths[:, None].to(count.dtype)
 
 
 class CausalConv(nn.Module):
@@ -180,6 +208,9 @@ class CTCModel(nn.Module):
             st[f"conv{i}"] = p.new_zeros(batch, c_in, conv.context)
             c_in = self.cfg.conv_channels
         st["h"] = p.new_zeros(batch, self.cfg.rnn_layers, self.cfg.rnn_hidden)
+        if self.cfg.online_cmn > 0:
+            st["cmn_sum"] = p.new_zeros(batch, self.cfg.n_mels, dtype=torch.float64)
+            st["cmn_n"] = p.new_zeros(batch, 1, dtype=torch.float64)
         if self.cfg.rnn_type == "lstm":
             st["c"] = p.new_zeros(batch, self.cfg.rnn_layers, self.cfg.rnn_hidden)
         return st
@@ -201,7 +232,11 @@ class CTCModel(nn.Module):
         # zero the padding so it never leaks into the conv caches of shorter items
         T = x.shape[1]
         mask = torch.arange(T, device=x.device)[None, :] < lengths[:, None]
-        x = (x * mask[..., None]).transpose(1, 2)  # (B, n_mels, T)
+        x = x * mask[..., None]
+        if self.cfg.online_cmn > 0:
+            x, new_state["cmn_sum"], new_state["cmn_n"] = online_cmn(
+                x, lengths, state["cmn_sum"], state["cmn_n"], self.cfg.online_cmn)
+        x = x.transpose(1, 2)  # (B, n_mels, T)
         lens = lengths
         for i, conv in enumerate(self.convs):
             x, lens, new_state[f"conv{i}"] = conv(x, lens, state[f"conv{i}"])

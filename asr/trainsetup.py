@@ -152,7 +152,8 @@ def build_model(cfg: TrainConfig, tok, fcfg: FeatureConfig, logmel: LogMel, trai
     if resume is not None:
         mcfg = ModelConfig(**resume["config"])
     elif init is not None:
-        mcfg = dataclasses.replace(init.model.cfg, dropout=cfg.model.dropout, rnn_layers=cfg.model.rnn_layers)
+        mcfg = dataclasses.replace(init.model.cfg, dropout=cfg.model.dropout, rnn_layers=cfg.model.rnn_layers,
+                                   online_cmn=cfg.model.online_cmn)
     else:
         mcfg = dataclasses.replace(cfg.model, vocab_size=tok.vocab_size, n_mels=fcfg.n_mels)
     model = CTCModel(mcfg).to(device)

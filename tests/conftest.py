@@ -11,13 +11,13 @@ torch.set_num_threads(1)
 
 
 def make_recognizer(rnn_type: str = "gru", seed: int = 0, hidden: int = 64, layers: int = 2,
-                    conv_strides=(2, 2), conv_kernel: int = 3) -> Recognizer:
+                    conv_strides=(2, 2), conv_kernel: int = 3, online_cmn: float = 0.0) -> Recognizer:
     """A small randomly initialised model with non-trivial CMVN statistics."""
     torch.manual_seed(seed)
     tok = CharTokenizer()
     model = CTCModel(ModelConfig(vocab_size=tok.vocab_size, conv_channels=32, rnn_type=rnn_type,
                                  rnn_layers=layers, rnn_hidden=hidden,
-                                 conv_strides=conv_strides, conv_kernel=conv_kernel))
+                                 conv_strides=conv_strides, conv_kernel=conv_kernel, online_cmn=online_cmn))
     g = torch.Generator().manual_seed(seed + 1)
     model.cmvn.set_stats(torch.randn(80, generator=g) - 8.0, torch.rand(80, generator=g) + 1.0)
     # sharpen the output so greedy decoding emits tokens (a fresh model mostly emits one id)

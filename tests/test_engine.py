@@ -368,3 +368,50 @@ def test_bundled_default_model_if_present():
         # buffer moves log-probs by 1e-2 and more.
         assert torch.allclose(st.all_log_probs(), ref, atol=4e-5, rtol=1e-6)
         assert st.full_result().text == whole.text
+
+
+def test_online_cmn_chunk_and_batch_invariant():
+    """The causal running mean (``online_cmn``) carries its sums across chunks: chunked == offline,
+    and ragged batches equal single streams."""
+    from conftest import make_recognizer
+    rec = make_recognizer("gru", seed=7, online_cmn=100.0)
+    wave = speechlike(2.0, seed=6)
+    ref = offline_log_probs(rec, wave)
+    text = rec.transcribe(wave).text
+    assert text
+    for chunk in [1, 592, 2560, None]:
+        st = run_stream(rec, wave, chunk)
+        torch.testing.assert_close(st.all_log_probs(), ref, atol=1e-5, rtol=1e-6)
+        assert st.full_result().text == text
+    waves = [speechlike(d, seed=20 + i) for i, d in enumerate([1.0, 1.7, 0.6])]
+    singles = [run_stream(rec, w, 1600).all_log_probs() for w in waves]
+    streams = [Stream(rec, keep_log_probs=True) for _ in waves]
+    chunks, pos = [800, 1600, 2720], [0, 0, 0]
+    while any(p < len(w) for p, w in zip(pos, waves)):
+        for k, (st, w) in enumerate(zip(streams, waves)):
+            if pos[k] < len(w):
+                st.feed(w[pos[k] : pos[k] + chunks[k]])
+                pos[k] += chunks[k]
+        decode_streams(streams)
+    for single, st in zip(singles, streams):
+        st.finish()
+        torch.testing.assert_close(st.all_log_probs(), single, atol=1e-5, rtol=1e-6)
+
+
+def test_online_cmn_removes_a_constant_channel_offset():
+    """A constant offset c on every frame (a gain or EQ change in log-mel) leaves c * prior / (prior + t + 1)
+    at frame t: it fades as the stream's own mean takes over."""
+    from asr.model import online_cmn
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 400, 80, generator=g)
+    c = torch.linspace(-3, 3, 80)
+    zeros = (torch.zeros(1, 80, dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64))
+    lengths = torch.tensor([400])
+    y0, _, _ = online_cmn(x, lengths, *zeros, prior=50.0)
+    y1, total, count = online_cmn(x + c, lengths, *zeros, prior=50.0)
+    t = torch.arange(400, dtype=torch.float32)[:, None]
+    torch.testing.assert_close(y1[0] - y0[0], c * 50.0 / (50.0 + t + 1), atol=1e-5, rtol=1e-4)
+    assert count.item() == 400 and torch.allclose(total[0].float(), (x + c)[0].sum(0), atol=1e-3)
+    # frames past an item's length are zero and do not count
+    y2, total2, count2 = online_cmn(torch.cat([x, x * 0]), torch.tensor([400, 0]), *(z.repeat(2, 1) for z in zeros), 50.0)
+    assert count2[1].item() == 0 and total2[1].abs().sum() == 0 and y2[1].abs().sum() == 0

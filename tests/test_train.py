@@ -219,6 +219,23 @@ def test_init_from_can_deepen_the_model(tiny_data, tmp_path):
               progress=False)
 
 
+def test_init_from_can_switch_on_online_cmn(tiny_data, tmp_path):
+    """A warm start may add the causal running mean (no weights of its own): same weights, new
+    config, the state carries its sums."""
+    from asr.checkpoint import load_model
+
+    train(tiny_cfg(tiny_data, max_steps=2), str(tmp_path / "src"), progress=False)
+    src = tmp_path / "src" / "last.pt"
+    train(tiny_cfg(tiny_data, max_steps=1, init_from=str(src), online_cmn=200.0, lr=0.0, weight_decay=0.0),
+          str(tmp_path / "cmn"), progress=False)
+    a, b = load_model(str(src)), load_model(str(tmp_path / "cmn" / "last.pt"))
+    assert (a.model.cfg.online_cmn, b.model.cfg.online_cmn) == (0.0, 200.0)
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    _, _, st = b.model.infer(torch.randn(1, 40, 80), torch.tensor([40]))
+    assert st["cmn_n"].item() == 40
+
+
 def _free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -381,7 +398,7 @@ OLD_KEYS = ("train_manifest extra_train dev_manifest select_metric extra_dev aug
             "max_hours max_cpu_hours augment spec_augment voice_channel_prob aug_first_epoch aug_prob sorta_grad "
             "ckpt_minutes log_every cmvn_utts num_workers threads seed").split()
 # keys added since the split (each with a default that keeps old runs unchanged)
-NEW_KEYS = ["codec_prob"]
+NEW_KEYS = ["codec_prob", "online_cmn"]
 
 
 def test_flat_options_are_those_of_old_checkpoints():
