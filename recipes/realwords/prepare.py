@@ -5,7 +5,7 @@
 |---|---|---|---|
 | ``sc`` Google Speech Commands v0.02, test part | 4,074 one-word clips, 35 words, 16 kHz | 239 (hash in the file name) | CC-BY 4.0 |
 | ``fsdd`` Free Spoken Digit Dataset | 3,000 digit clips "zero".."nine", 8 kHz | 6 (name in the file name) | CC BY-SA 4.0 |
-| ``so`` speechocean762 | 5,000 read sentences (1-10 words, 5.6 h), 16 kHz; non-native (Mandarin L1), half children | 250 | CC BY 4.0 (OpenSLR 101; "free for commercial and non-commercial use") |
+| ``so`` speechocean762 | 5,000 read sentences (1-10 words, 5.6 h), 16 kHz; non-native (Mandarin L1), half children | 250 | Apache-2.0 (the authors' Hugging Face release mispeech/speechocean762; the README: "free for both commercial and non-commercial purposes") |
 
 Get the sources (any checkout works; only the audio folders are read)::
 
