@@ -143,6 +143,7 @@ def _config(args) -> ServerConfig:
                                     enabled=not args.no_endpoint),
             max_message_bytes=args.max_message_bytes, max_connections=args.max_connections,
             idle_timeout_s=args.idle_timeout, max_pending_s=args.max_pending, max_batch=args.max_batch,
+            batch_wait_s=args.batch_wait,
             vosk_sample_rate=args.vosk_sample_rate, token=token, certfile=args.certfile, keyfile=args.keyfile,
             web=not args.no_web,
         )
@@ -179,6 +180,10 @@ def register(sub) -> None:
     p.add_argument("--max-pending", type=float, default=d.max_pending_s, metavar="S",
                    help="queued audio per connection before the server stops reading it, s (default: %(default)s)")
     p.add_argument("--max-batch", type=int, default=d.max_batch, metavar="N", help="most streams per model step (default: %(default)s)")
+    p.add_argument("--batch-wait", type=float, default=d.batch_wait_s, metavar="S",
+                   help="a scheduler worker waits until the oldest queued audio is this old before stepping fewer "
+                        "than --max-batch streams, so more streams share one model call: less CPU per stream, "
+                        "up to this much more latency (default: %(default)s)")
     p.add_argument("--processes", type=non_negative_int, default=0, metavar="N",
                    help="server processes sharing the port (SO_REUSEPORT; the kernel spreads connections among "
                         "them), each with its own copy of the model and its own scheduler; a supervisor process "

@@ -79,6 +79,9 @@ class ServerConfig:
     max_batch: int = 64  # most streams per model call
     workers: int = 0  # scheduler worker threads stepping streams in parallel; 0: one per CPU core
     step_s: float = 0.5  # most audio per stream per model step (endpoint check granularity), s
+    # a scheduler worker waits until the oldest queued input is this old before stepping fewer than
+    # max_batch streams, so the streams arriving meanwhile share its model call (streaming.scheduler)
+    batch_wait_s: float = 0.0
     vosk_sample_rate: int = 8000  # /vosk rate when the client sends no config (vosk-server's default)
     token: Optional[str] = None  # require "Authorization: Bearer TOKEN" or ?token=TOKEN on /asr, /vosk, /metrics
     certfile: Optional[str] = None  # TLS certificate chain (PEM): serve wss:// and https://
@@ -97,6 +100,7 @@ class ServerConfig:
                    for name in ("ping_interval_s", "ping_timeout_s")]
         checks += [(name, getattr(self, name) >= 1, "must be at least 1")
                    for name in ("max_message_bytes", "max_text_bytes", "max_batch")]
+        checks += [("batch_wait_s", 0 <= self.batch_wait_s <= 1, "must be 0..1 s")]
         checks += [(name, getattr(self, name) >= 0, "must be 0 (derived) or more")
                    for name in ("max_connections", "workers")]
         checks += [("port", 0 <= self.port <= 65535, "must be 0..65535"),
@@ -182,7 +186,7 @@ class ASRServer:
         self._idle = asyncio.Event()
         self._idle.set()
         self.scheduler = Scheduler(loop, self.cfg.max_batch, self.cfg.step_s, on_step=self.metrics.on_step,
-                                   workers=self.cfg.workers)
+                                   workers=self.cfg.workers, batch_wait_s=self.cfg.batch_wait_s)
         self.scheduler.start()
         ctx = tls_context(self.cfg.certfile, self.cfg.keyfile) if self.cfg.certfile else None
         if self.peers is not None:

@@ -80,6 +80,34 @@ def test_workers_give_every_stream_its_own_output(rec_gru):
     assert sch.jobs == 0
 
 
+def test_batch_wait_gathers_the_streams_arriving_meanwhile(rec_gru):
+    """With ``batch_wait_s``, a worker that finds one stream ready waits for more: streams queued
+    one after another (the last one filling ``max_batch``) share one step, each still gets
+    exactly its single-stream output; stopping ends the wait."""
+    rec = rec_gru
+    sizes = []
+    sch = Scheduler(Loop(), max_batch=3, step_s=0.25, on_step=lambda batch, seconds, audio_s: sizes.append(batch),
+                    batch_wait_s=60.0)  # never reached: a full batch or stop() ends every wait
+    sch.start()
+    waves = [speechlike(0.5, seed=300 + i) for i in range(3)]
+    outs = {i: [] for i in range(3)}
+    jobs = []
+    for i, w in enumerate(waves):  # the worker wakes for the first stream and waits for the others
+        st = Stream(rec, keep_log_probs=True, endpoint=EndpointConfig(enabled=False))
+        jobs.append(sch.add(st, outs[i].append))
+        jobs[-1].put_audio(w)
+    for job in jobs:
+        job.end()
+    sch.stop()
+    assert sizes[:2] == [3, 3]  # each stream's two 0.25 s pieces, all three streams per step
+    for i, w in enumerate(waves):
+        assert outs[i][-1].done and sum(x.samples for x in outs[i]) == len(w)
+        ref = single_log_probs(rec, w)
+        assert (jobs[i].stream.all_log_probs() - ref.all_log_probs()).abs().max().item() < 1e-5
+    with pytest.raises(ValueError):
+        Scheduler(Loop(), batch_wait_s=-1.0)
+
+
 def test_server_with_several_workers_equals_transcribe(rec_gru):
     waves = [speechlike(1.0, seed=300 + i) for i in range(8)]
     with BackgroundServer(rec_gru, ServerConfig(port=0, workers=3)) as srv:

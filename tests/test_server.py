@@ -366,7 +366,8 @@ def test_server_config_checks_itself(capsys):
     from asr.errors import OptionError
 
     for kw in [dict(max_batch=0), dict(max_connections=-1), dict(idle_timeout_s=float("nan")), dict(port=70000),
-               dict(vosk_sample_rate=100), dict(max_pending_s=0.0), dict(keyfile="key.pem")]:
+               dict(vosk_sample_rate=100), dict(max_pending_s=0.0), dict(keyfile="key.pem"),
+               dict(batch_wait_s=-0.1)]:
         with pytest.raises(OptionError, match=f"^{next(iter(kw))} "):
             ServerConfig(**kw)
     with pytest.raises(OptionError, match="^trailing_silence_s must be positive"):
@@ -375,6 +376,7 @@ def test_server_config_checks_itself(capsys):
                           (["--idle-timeout", "-1"], "--idle-timeout must be positive, got -1.0"),
                           (["--trailing-silence", "0"], "--trailing-silence must be positive, got 0.0"),
                           (["--port", "70000"], "--port must be 0..65535, got 70000"),
+                          (["--batch-wait", "2"], "--batch-wait must be 0..1 s, got 2.0"),
                           (["--vosk-sample-rate", "100"], "--vosk-sample-rate must be 1000..384000 Hz, got 100")]:
         assert main(["serve", "--model", "/nonexistent/model.pt", *argv]) == 1
         assert capsys.readouterr().err.strip() == f"asr serve: error: {message}"
