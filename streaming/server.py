@@ -81,7 +81,7 @@ class ServerConfig:
     step_s: float = 0.5  # most audio per stream per model step (endpoint check granularity), s
     # a scheduler worker waits until the oldest queued input is this old before stepping fewer than
     # max_batch streams, so the streams arriving meanwhile share its model call (streaming.scheduler)
-    batch_wait_s: float = 0.0
+    batch_wait_s: float = 0.05  # chosen by tools/bench_server.py (README "Capacity and reliability")
     vosk_sample_rate: int = 8000  # /vosk rate when the client sends no config (vosk-server's default)
     token: Optional[str] = None  # require "Authorization: Bearer TOKEN" or ?token=TOKEN on /asr, /vosk, /metrics
     certfile: Optional[str] = None  # TLS certificate chain (PEM): serve wss:// and https://
