@@ -242,9 +242,8 @@ class Scheduler:
         (or ``max_batch`` streams are ready, or the scheduler stops).
 
         A model step's cost is mostly reading the weights, once per call and output step
-        whatever the batch, so a batch of 8 streams costs ~2x more CPU per stream than one of
-        64 (the model alone, 80 ms of audio per stream: 8.8 vs 4.0 ms per stream-second). A worker that
-        stepped whatever was ready the moment it was idle would step a few streams at a
+        whatever the batch, so small batches cost much more CPU per stream than large ones
+        (README "Capacity and reliability"). A worker that stepped whatever was ready the moment it was idle would step a few streams at a
         time and stay busy at any load. Under load, when a step takes longer than the wait,
         the oldest input is already that old and nothing waits.
         """

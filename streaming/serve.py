@@ -60,9 +60,8 @@ def banner(model: str, finals: str, url: str, page: bool, tls: bool, processes: 
 
 
 def default_processes() -> int:
-    """One server process per core on Linux (measured: 2 processes on 2 cores hold 250 float streams at a
-    p95 partial latency of 127 ms, one process 150); 1 elsewhere, where ``SO_REUSEPORT`` does not spread
-    connections among processes."""
+    """One server process per core on Linux (one process never keeps two cores busy: README "Capacity
+    and reliability"); 1 elsewhere, where ``SO_REUSEPORT`` does not spread connections among processes."""
     return default_workers() if sys.platform.startswith("linux") else 1
 
 
@@ -105,10 +104,8 @@ def configure_process(args, threads: int, log_format: str = "%(asctime)s %(name)
 
 def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     """Cap glibc's malloc arenas (``mallopt(M_ARENA_MAX)``; no-op elsewhere). With the default (8 per
-    core), the threads of a long-running server can leave freed memory spread over many arenas. A
-    10-minute churn run of 200 clients on 2 processes (``tools/bench_server.py --churn``) grew RSS by
-    8.2 % after warm-up with the default, by -0.9 % and +6.0 % in two runs with 2 arenas (end RSS
-    1330-1395 MB either way: noisy). Returns whether the cap was set."""
+    core), the threads of a long-running server can leave freed memory spread over many arenas
+    (churn runs: README "Capacity and reliability"). Returns whether the cap was set."""
     import ctypes
     import ctypes.util
 

@@ -39,6 +39,21 @@ def run_stream(rec, wave, chunk, sr=SR):
     return st
 
 
+def run_ragged_batch(rec, waves, chunks):
+    """Streams stepped together while each advances by its own chunk size (every step ragged); finished."""
+    streams = [Stream(rec, keep_log_probs=True) for _ in waves]
+    pos = [0] * len(waves)
+    while any(p < len(w) for p, w in zip(pos, waves)):
+        for k, (st, w) in enumerate(zip(streams, waves)):
+            if pos[k] < len(w):
+                st.feed(w[pos[k] : pos[k] + chunks[k]])
+                pos[k] += chunks[k]
+        decode_streams(streams)
+    for st in streams:
+        st.finish()
+    return streams
+
+
 @pytest.mark.parametrize("rnn", ["gru", "lstm"])
 @pytest.mark.parametrize("chunk", CHUNKS)
 def test_chunked_equals_offline(rnn, chunk, rec_gru, rec_lstm):
@@ -139,18 +154,7 @@ def test_batched_streams_equal_single(rnn, rec_gru, rec_lstm):
     rec = rec_gru if rnn == "gru" else rec_lstm
     waves = [speechlike(d, seed=10 + i) for i, d in enumerate([1.0, 1.7, 0.6, 2.2])]
     singles = [run_stream(rec, w, 1600) for w in waves]
-    # batched: streams advance by different chunk sizes, so each step is ragged
-    streams = [Stream(rec, keep_log_probs=True) for _ in waves]
-    chunks = [800, 1600, 2720, 4000]
-    pos = [0] * len(waves)
-    while any(p < len(w) for p, w in zip(pos, waves)):
-        for k, (st, w) in enumerate(zip(streams, waves)):
-            if pos[k] < len(w):
-                st.feed(w[pos[k] : pos[k] + chunks[k]])
-                pos[k] += chunks[k]
-        decode_streams(streams)
-    for st in streams:
-        st.finish()
+    streams = run_ragged_batch(rec, waves, [800, 1600, 2720, 4000])
     for a, b in zip(singles, streams):
         assert a.all_log_probs().shape == b.all_log_probs().shape
         assert (a.all_log_probs() - b.all_log_probs()).abs().max().item() < 1e-5
@@ -385,16 +389,7 @@ def test_online_cmn_chunk_and_batch_invariant():
         assert st.full_result().text == text
     waves = [speechlike(d, seed=20 + i) for i, d in enumerate([1.0, 1.7, 0.6])]
     singles = [run_stream(rec, w, 1600).all_log_probs() for w in waves]
-    streams = [Stream(rec, keep_log_probs=True) for _ in waves]
-    chunks, pos = [800, 1600, 2720], [0, 0, 0]
-    while any(p < len(w) for p, w in zip(pos, waves)):
-        for k, (st, w) in enumerate(zip(streams, waves)):
-            if pos[k] < len(w):
-                st.feed(w[pos[k] : pos[k] + chunks[k]])
-                pos[k] += chunks[k]
-        decode_streams(streams)
-    for single, st in zip(singles, streams):
-        st.finish()
+    for single, st in zip(singles, run_ragged_batch(rec, waves, [800, 1600, 2720])):
         torch.testing.assert_close(st.all_log_probs(), single, atol=1e-5, rtol=1e-6)
 
 

@@ -193,16 +193,22 @@ def test_init_from_starts_from_the_checkpoint_weights(tiny_data, tmp_path):
               progress=False)
 
 
+def _frozen_warm_start(tiny_data, tmp_path, src_steps: int, **options):
+    """A source run of ``src_steps`` steps and one step of a warm start from it with ``options`` at
+    learning rate 0: (the source's last.pt, the source model, the warm-started model)."""
+    from asr.checkpoint import load_model
+
+    train(tiny_cfg(tiny_data, max_steps=src_steps), str(tmp_path / "src"), progress=False)
+    src = tmp_path / "src" / "last.pt"
+    train(tiny_cfg(tiny_data, max_steps=1, init_from=str(src), lr=0.0, weight_decay=0.0, **options),
+          str(tmp_path / "warm0"), progress=False)
+    return src, load_model(str(src)), load_model(str(tmp_path / "warm0" / "last.pt"))
+
+
 def test_init_from_can_deepen_the_model(tiny_data, tmp_path):
     """rnn_layers above the checkpoint's: its layers are kept and new ones on top start as
     identities (same log-probabilities), then learn; fewer layers are refused."""
-    from asr.checkpoint import load_model
-
-    train(tiny_cfg(tiny_data, max_steps=3), str(tmp_path / "src"), progress=False)
-    src = tmp_path / "src" / "last.pt"
-    train(tiny_cfg(tiny_data, max_steps=1, init_from=str(src), rnn_layers=3, lr=0.0, weight_decay=0.0),
-          str(tmp_path / "deep0"), progress=False)
-    a, b = load_model(str(src)), load_model(str(tmp_path / "deep0" / "last.pt"))
+    src, a, b = _frozen_warm_start(tiny_data, tmp_path, 3, rnn_layers=3)
     assert (a.model.cfg.rnn_layers, b.model.cfg.rnn_layers) == (2, 3)
     feats = torch.randn(2, 60, 80)
     lengths = torch.tensor([60, 37])
@@ -222,13 +228,7 @@ def test_init_from_can_deepen_the_model(tiny_data, tmp_path):
 def test_init_from_can_switch_on_online_cmn(tiny_data, tmp_path):
     """A warm start may add the causal running mean (no weights of its own): same weights, new
     config, the state carries its sums."""
-    from asr.checkpoint import load_model
-
-    train(tiny_cfg(tiny_data, max_steps=2), str(tmp_path / "src"), progress=False)
-    src = tmp_path / "src" / "last.pt"
-    train(tiny_cfg(tiny_data, max_steps=1, init_from=str(src), online_cmn=200.0, lr=0.0, weight_decay=0.0),
-          str(tmp_path / "cmn"), progress=False)
-    a, b = load_model(str(src)), load_model(str(tmp_path / "cmn" / "last.pt"))
+    _, a, b = _frozen_warm_start(tiny_data, tmp_path, 2, online_cmn=200.0)
     assert (a.model.cfg.online_cmn, b.model.cfg.online_cmn) == (0.0, 200.0)
     sa, sb = a.model.state_dict(), b.model.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
