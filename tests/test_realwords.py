@@ -123,3 +123,39 @@ def test_speechocean_without_kaldi_folders_is_a_clear_error(tmp_path):
     (tmp_path / "so" / "train").mkdir(parents=True)
     with pytest.raises(rw.RecipeError, match="not a Kaldi data folder"):
         rw.prepare(None, None, tmp_path / "out", so_root=tmp_path / "so")
+
+
+def _common_voice(root: Path, table: str, audio_dir: str, rows: list[tuple[str, str, str]]) -> None:
+    """A Common Voice-style folder: (client_id, file, sentence) rows, audio in ``audio_dir``."""
+    sep = "\t" if table.endswith(".tsv") else ","
+    lines = [sep.join(("client_id", "path", "sentence", "up_votes"))]
+    for client, name, text in rows:
+        _tone(root / audio_dir / name, 0.7, 48000)
+        lines.append(sep.join((client, name, f'"{text}"' if sep == "," else text, "2")))
+    (root / table).write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("table,audio_dir", [("validated.tsv", "clips"), ("validated.csv", "data")])
+def test_common_voice_is_test_only_resampled_and_normalised(tmp_path, table, audio_dir):
+    cv = tmp_path / "cv"
+    _common_voice(cv, table, audio_dir, [("a" * 40, "cv_1.wav", "He paid 5 dollars, then left."),
+                                         ("b" * 40, "cv_2.wav", "It rained."), ("c" * 40, "cv_3.wav", "Gone.")])
+    (cv / audio_dir / "cv_3.wav").unlink()  # a row whose audio is missing is skipped
+    out = tmp_path / "out"
+    summary = rw.prepare(None, None, out, cv_root=cv)
+    assert not (out / "train.jsonl").exists() and not (out / "dev.jsonl").exists()
+    tst = [json.loads(x) for x in (out / "test.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in tst] == ["he paid five dollars then left", "it rained"]
+    assert {r["speaker"] for r in tst} == {"cv-" + "a" * 16, "cv-" + "b" * 16}
+    assert all(r["engine"] == "real-cv" and abs(r["duration"] - 0.7) < 0.01 for r in tst)
+    assert sf.info(str(out / tst[0]["audio"])).samplerate == 16000
+    assert summary["test"]["real-cv"][0] == 2
+
+
+def test_common_voice_errors(tmp_path):
+    (tmp_path / "cv").mkdir()
+    with pytest.raises(rw.RecipeError, match="no validated.tsv"):
+        rw.prepare(None, None, tmp_path / "out", cv_root=tmp_path / "cv")
+    (tmp_path / "cv" / "validated.tsv").write_text("id\tfile\ttext\n1\tx.wav\thello\n")
+    with pytest.raises(rw.RecipeError, match="client_id, path, sentence"):
+        rw.prepare(None, None, tmp_path / "out", cv_root=tmp_path / "cv")

@@ -6,12 +6,14 @@
 | ``sc`` Google Speech Commands v0.02, test part | 4,074 one-word clips, 35 words, 16 kHz | 239 (hash in the file name) | CC-BY 4.0 |
 | ``fsdd`` Free Spoken Digit Dataset | 3,000 digit clips "zero".."nine", 8 kHz | 6 (name in the file name) | CC BY-SA 4.0 |
 | ``so`` speechocean762 | 5,000 read sentences (1-10 words, 5.6 h), 16 kHz; non-native (Mandarin L1), half children | 250 | Apache-2.0 (the authors' Hugging Face release mispeech/speechocean762; the README: "free for both commercial and non-commercial purposes") |
+| ``cv`` Mozilla Common Voice (any English release or sample of one) | read sentences, many accents; test only | one per ``client_id`` | CC0 (Common Voice's licence) |
 
 Get the sources (any checkout works; only the audio folders are read)::
 
     git clone --depth 1 https://github.com/thegtagamer/PICO-tinyML-benchmark   # SC: MLTK_keyworkSpotting/dataset
     git clone --depth 1 https://github.com/Jakobovski/free-spoken-digit-dataset  # FSDD: recordings/
     git clone --depth 1 https://github.com/jimbozhang/speechocean762             # so: WAVE/, train/, test/
+    git clone --depth 1 https://github.com/rigved/rit-engl-682-spring-2021-project  # cv: 100 clips, 99 speakers
 
 Usage::
 
@@ -27,10 +29,16 @@ hash before ``_nohash_``; a speaker goes to dev when a stable hash of its id fal
 Kaldi-style ``train/`` and ``test/`` folders (``text``, ``wav.scp``, ``utt2spk``) of the checkout; its
 ``train`` speakers are train, its ``test`` speakers are split by the same stable hash into dev
 (``--so-dev-frac``) and a real-sentence test set ``test.jsonl`` (never trained or selected on).
+Common Voice: a folder with ``validated.tsv`` (a release) or ``validated.csv`` (columns ``client_id``,
+``path``, ``sentence``), audio under ``clips/``, ``data/`` or the folder itself; every clip is a
+test clip (``--common-voice`` alone writes only ``test.jsonl``): with 100 sentences of 99 speakers
+(mostly native, many accents) the sample above is a test of read speech from many people, not
+training material.
 
 Writes 16 kHz mono 16-bit WAV under ``<data-dir>/audio/<source>/`` and the manifests
-``train.jsonl``, ``dev.jsonl``, ``test.jsonl`` (if a source has test speakers) (``{"audio", "text",
-"duration", "speaker", "engine"}``, ``engine`` = ``real-sc`` / ``real-fsdd`` / ``real-so``) and, with ``--merge-dev``, ``dev_real.jsonl`` = ``dev.jsonl`` plus those
+``train.jsonl``, ``dev.jsonl`` (if there are training speakers), ``test.jsonl`` (if a source has test
+speakers) (``{"audio", "text", "duration", "speaker", "engine"}``, ``engine`` = ``real-sc`` /
+``real-fsdd`` / ``real-so`` / ``real-cv``) and, with ``--merge-dev``, ``dev_real.jsonl`` = ``dev.jsonl`` plus those
 manifests (the real-speech dev set used for model selection), and with ``--repeat N``
 ``train_x<N>.jsonl`` listing every training clip N times (a share of a pooled training set without
 copying audio). Existing WAV files are kept, so a second run only rewrites the manifests.
@@ -39,6 +47,7 @@ copying audio). Existing WAV files are kept, so a second run only rewrites the m
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import os
 import re
@@ -113,6 +122,22 @@ def speechocean(root: Path) -> Iterator[Clip]:
                 yield Clip("so", root / wavs[utt].strip(), utt, text, spk[utt].strip(), part)
 
 
+def common_voice(root: Path) -> Iterator[Clip]:
+    """Validated clips of a Common Voice folder (``validated.tsv`` or ``.csv``: client_id, path, sentence)."""
+    table = next((root / n for n in ("validated.tsv", "validated.csv") if (root / n).is_file()), None)
+    if table is None:
+        raise RecipeError(f"--common-voice {root}: no validated.tsv or validated.csv")
+    with open(table, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t" if table.suffix == ".tsv" else ","))
+    if rows and not {"client_id", "path", "sentence"} <= set(rows[0]):
+        raise RecipeError(f"--common-voice {table}: needs the columns client_id, path, sentence; has {sorted(rows[0])}")
+    for row in rows:
+        text = normalize(row["sentence"])
+        path = next((d / row["path"] for d in (root / "clips", root / "data", root) if (d / row["path"]).is_file()), None)
+        if text and path is not None:
+            yield Clip("cv", path, Path(row["path"]).stem, text, row["client_id"][:16], "test")
+
+
 def in_dev(speaker: str, frac: float) -> bool:
     """Stable speaker split: the first 8 hex digits of sha1(speaker) as a fraction of 2**32."""
     return int(hashlib.sha1(speaker.encode()).hexdigest()[:8], 16) / 2**32 < frac
@@ -159,6 +184,8 @@ def split_of(c: Clip, sc_dev_frac: float, fsdd_dev_speakers: tuple[str, ...], so
     """"train", "dev" or "test" for one clip (by speaker only, so no speaker is in two splits)."""
     if c.source == "fsdd":
         return "dev" if c.speaker in fsdd_dev_speakers else "train"
+    if c.source == "cv":
+        return "test"
     if c.source == "so":
         return "train" if c.part == "train" else "dev" if in_dev(c.speaker, so_dev_frac) else "test"
     return "dev" if in_dev(c.speaker, sc_dev_frac) else "train"
@@ -166,11 +193,11 @@ def split_of(c: Clip, sc_dev_frac: float, fsdd_dev_speakers: tuple[str, ...], so
 
 def prepare(sc_root: Path | None, fsdd_root: Path | None, data_dir: Path, *, sc_dev_frac: float = 0.2,
             fsdd_dev_speakers: tuple[str, ...] = ("theo",), merge_dev: tuple[Path, ...] = (),
-            repeat: int = 0, so_root: Path | None = None, so_dev_frac: float = 0.5) -> dict:
+            repeat: int = 0, so_root: Path | None = None, so_dev_frac: float = 0.5, cv_root: Path | None = None) -> dict:
     """Build the manifests; returns a summary ``{split: {source: (clips, seconds, speakers)}}``."""
     clips: list[Clip] = []
     for name, root, reader in (("--speech-commands", sc_root, speech_commands), ("--fsdd", fsdd_root, fsdd),
-                               ("--speechocean", so_root, speechocean)):
+                               ("--speechocean", so_root, speechocean), ("--common-voice", cv_root, common_voice)):
         if root is None:
             continue
         if not root.is_dir():
@@ -180,21 +207,22 @@ def prepare(sc_root: Path | None, fsdd_root: Path | None, data_dir: Path, *, sc_
             raise RecipeError(f"{name} {root}: no labelled clips found (expected the layout in --help)")
         clips += found
     if not clips:
-        raise RecipeError("give at least one source (--speech-commands, --fsdd, --speechocean)")
+        raise RecipeError("give at least one source (--speech-commands, --fsdd, --speechocean, --common-voice)")
     data_dir.mkdir(parents=True, exist_ok=True)
     records = convert(clips, data_dir)
     splits = [split_of(c, sc_dev_frac, fsdd_dev_speakers, so_dev_frac) for c in clips]
     train_recs = [r for r, s in zip(records, splits) if s == "train"]
     dev_recs = [r for r, s in zip(records, splits) if s == "dev"]
     test_recs = [r for r, s in zip(records, splits) if s == "test"]
-    if not train_recs or not dev_recs:
+    if bool(train_recs) != bool(dev_recs) or not (train_recs or test_recs):
         raise RecipeError(f"speaker split left {len(train_recs)} train and {len(dev_recs)} dev clips; "
                           "change --sc-dev-frac / --fsdd-dev-speakers")
-    write_jsonl(data_dir / "train.jsonl", train_recs)
-    write_jsonl(data_dir / "dev.jsonl", dev_recs)
+    if train_recs:
+        write_jsonl(data_dir / "train.jsonl", train_recs)
+        write_jsonl(data_dir / "dev.jsonl", dev_recs)
     if test_recs:
         write_jsonl(data_dir / "test.jsonl", test_recs)
-    if repeat > 1:
+    if repeat > 1 and train_recs:
         write_jsonl(data_dir / f"train_x{repeat}.jsonl", train_recs * repeat)
     if merge_dev:
         merged = absolute(dev_recs, data_dir / "dev.jsonl")
@@ -206,8 +234,8 @@ def prepare(sc_root: Path | None, fsdd_root: Path | None, data_dir: Path, *, sc_
         for r in recs:
             n, s, spk = summary.setdefault(split, {}).get(r["engine"], (0, 0.0, set()))
             summary[split][r["engine"]] = (n + 1, s + r["duration"], spk | {r["speaker"]})
-    train_spk = {s for v in summary["train"].values() for s in v[2]}
-    dev_spk = {s for v in summary["dev"].values() for s in v[2]}
+    train_spk = {s for v in summary.get("train", {}).values() for s in v[2]}
+    dev_spk = {s for v in summary.get("dev", {}).values() for s in v[2]}
     test_spk = {s for v in summary.get("test", {}).values() for s in v[2]}
     assert not (train_spk & dev_spk or train_spk & test_spk or dev_spk & test_spk), "speaker in two splits"
     return summary
@@ -219,6 +247,7 @@ def main(argv=None) -> int:
     ap.add_argument("--fsdd", type=Path, help="FSDD recordings/ folder")
     ap.add_argument("--data-dir", type=Path, default=Path("data/realwords"), help="output folder")
     ap.add_argument("--speechocean", type=Path, help="speechocean762 checkout (WAVE/, train/, test/)")
+    ap.add_argument("--common-voice", type=Path, help="Common Voice folder (validated.tsv/.csv; clips: test only)")
     ap.add_argument("--so-dev-frac", type=float, default=0.5,
                     help="share of speechocean762's test speakers in dev (the rest: test.jsonl)")
     ap.add_argument("--sc-dev-frac", type=float, default=0.2, help="share of Speech Commands speakers in dev")
@@ -233,7 +262,7 @@ def main(argv=None) -> int:
     try:
         summary = prepare(args.speech_commands, args.fsdd, args.data_dir, sc_dev_frac=args.sc_dev_frac,
                           fsdd_dev_speakers=tuple(args.fsdd_dev_speakers), merge_dev=tuple(args.merge_dev), repeat=args.repeat,
-                          so_root=args.speechocean, so_dev_frac=args.so_dev_frac)
+                          so_root=args.speechocean, so_dev_frac=args.so_dev_frac, cv_root=args.common_voice)
     except RecipeError as e:
         print(f"realwords: {e}", file=sys.stderr)
         return 2
