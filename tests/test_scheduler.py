@@ -231,3 +231,4 @@ def test_bench_server_reports_a_sweep(rec_gru, tmp_path, capsys):
     assert [r["streams"] for r in rows] == [2, 3]
     assert all(r["errors"] == 0 and r["leaked"] == 0 and r["partials"] > 0 for r in rows)
     assert "| float | 3 |" in out and "largest N with p95 partial latency <= 150 ms" in out
+    assert "model arithmetic per stream-second" in out and "x) |" in out

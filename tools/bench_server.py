@@ -12,7 +12,11 @@ and PSS beside RSS (a page shared by several processes counts once). Reported pe
   is its arrival time minus the time the client sent the chunk that completed that audio
   (including the 15 ms a 25 ms frame reaches past its 10 ms hop);
 * final latency p50/p95: from sending ``end`` to the final result;
-* server cores, RSS and PSS, client cores, errors (error events, refusals, closes other than
+* server cores, CPU per stream-second (server CPU / N, all streams being real-time) and its ratio
+  to the model's arithmetic per stream-second (``streaming/capacity.py``) at the fp32 GEMM rate
+  of one core of this machine, measured in the same run (1 thread, 384 x 1152 x 64 products,
+  the shape of a batched GRU step);
+* RSS and PSS, client cores, errors (error events, refusals, closes other than
   1000, missing ``done``, server ``asr_errors_total``), and leaked streams after the clients
   are gone (``asr_active_streams`` / ``asr_scheduler_streams`` of ``/metrics``);
 
@@ -219,19 +223,52 @@ async def churn(srv: Server, n: int, minutes: float, ring: List[bytes], warmup_s
 
 
 # ---- report --------------------------------------------------------------------------------
-def table(rows: List[dict], target_ms: float) -> str:
-    head = ("model", "N", "partial p50/p95/p99 ms", "final p50/p95 ms", "server cores", "server RSS / PSS MB",
+def gemm_gflops(seconds: float = 2.0) -> float:
+    """fp32 GEMM rate of one thread here, GFLOP/s: (64 x 384) @ (384 x 1152) products, the shape of
+    one GRU layer's step for a batch of 64 streams (the best of three timings)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(64, 384), torch.randn(384, 1152)
+        best = 0.0
+        for _ in range(3):
+            n, t0 = 0, time.process_time()
+            while time.process_time() - t0 < seconds / 3:
+                torch.mm(a, b)
+                n += 1
+            best = max(best, n * 2 * 64 * 384 * 1152 / (time.process_time() - t0) / 1e9)
+        return best
+    finally:
+        torch.set_num_threads(threads)
+
+
+def stream_cost_ms(model: str, gflops: float) -> float:
+    """The model's arithmetic per stream-second at ``gflops``, in ms of one core."""
+    from asr.checkpoint import load_model
+    from streaming.capacity import stream_gflops
+
+    rec = load_model(model)
+    return 1e3 * stream_gflops(rec.model.cfg, rec.features.frame_shift_s) / gflops
+
+
+def table(rows: List[dict], target_ms: float, flop_ms: float = float("nan")) -> str:
+    head = ("model", "N", "partial p50/p95/p99 ms", "final p50/p95 ms", "server cores", "CPU ms per stream-s (x FLOP cost)",
+            "server RSS / PSS MB",
             "client cores", "partials", "errors", "leaked")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append(f"| {r['model']} | {r['streams']} | {r['partial_p50']:.0f} / {r['partial_p95']:.0f} / "
                      f"{r['partial_p99']:.0f} | {r['final_p50']:.0f} / {r['final_p95']:.0f} | {r['server_cores']:.2f} | "
+                     f"{1e3 * r['server_cores'] / r['streams']:.1f} ({1e3 * r['server_cores'] / r['streams'] / flop_ms:.1f}x) | "
                      f"{r['server_rss_mb']:.0f} / {r['server_pss_mb']:.0f} | {r['client_cores']:.2f} | {r['partials']} | {r['errors']:.0f} | "
                      f"{r['leaked']:.0f} |")
     for model in dict.fromkeys(r["model"] for r in rows):
         ok = [r["streams"] for r in rows if r["model"] == model and r["partial_p95"] <= target_ms and not r["errors"]]
         lines.append(f"{model}: largest N with p95 partial latency <= {target_ms:g} ms and no errors: "
                      f"{max(ok) if ok else 'none'}")
+    lines.append(f"model arithmetic per stream-second: {flop_ms:.2f} ms of one core (fp32 GEMM here)")
     return "\n".join(lines)
 
 
@@ -303,7 +340,10 @@ def main(argv=None) -> int:
     srv = run_variant(args, False, ring, rows)
     if args.int8:
         run_variant(args, True, ring, rows)
-    print(table(rows, args.target_ms))
+    gflops = gemm_gflops()
+    flop_ms = stream_cost_ms(args.model, gflops)
+    print(f"# fp32 GEMM on one thread: {gflops:.1f} GFLOP/s", file=sys.stderr)
+    print(table(rows, args.target_ms, flop_ms))
     result = {"sweep": rows}
     if srv is not None:
         try:
