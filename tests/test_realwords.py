@@ -159,3 +159,29 @@ def test_common_voice_errors(tmp_path):
     (tmp_path / "cv" / "validated.tsv").write_text("id\tfile\ttext\n1\tx.wav\thello\n")
     with pytest.raises(rw.RecipeError, match="client_id, path, sentence"):
         rw.prepare(None, None, tmp_path / "out", cv_root=tmp_path / "cv")
+
+
+def test_run_sh_stage_2_drops_mbrola_voices(tmp_path):
+    """The recipe script's stage 2: the synthetic manifests without espeak-ng's and festival's
+    MBROLA voices; unknown arguments are refused."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "recipes" / "realwords" / "run.sh"
+    synth = tmp_path / "synth"
+    synth.mkdir()
+    rows = [{"audio": "a.wav", "text": "a", "duration": 1.0, "engine": "espeak-ng", "voice": "espeak:en-us+m1"},
+            {"audio": "b.wav", "text": "b", "duration": 1.0, "engine": "espeak-mbrola", "voice": "mbrola:mb-us1"},
+            {"audio": "c.wav", "text": "c", "duration": 1.0, "engine": "festival", "voice": "festival:us2"},
+            {"audio": "d.wav", "text": "d", "duration": 1.0, "engine": "festival", "voice": "festival:kal"}]
+    for split in ("train", "train_short"):
+        (synth / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    env = {"DATA": str(tmp_path), "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"}
+    subprocess.run(["bash", str(script), "--stage", "2", "--stop-stage", "2"], env=env, check=True,
+                   capture_output=True)
+    for split in ("train", "train_short"):
+        kept = [json.loads(x) for x in (synth / f"{split}_nombrola.jsonl").read_text().splitlines()]
+        assert [r["text"] for r in kept] == ["a", "d"]
+        assert all(Path(r["audio"]).is_absolute() for r in kept)
+    bad = subprocess.run(["bash", str(script), "--bogus"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "usage" in bad.stderr

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The bundled default model's recipe, end to end: sources, data, a warm start from the bundled
+# model, export, evaluation beside PocketSphinx. Each stage can be run alone:
+#
+#   recipes/realwords/run.sh                      # every stage
+#   recipes/realwords/run.sh --stage 3 --stop-stage 3   # only the training
+#
+# Environment (defaults in brackets): DATA [/work/data], SRC [/work/src] (source checkouts),
+# EXP [exp/real], CPU_HOURS [1.2] (training budget; the run resumes from $EXP/last.pt),
+# THREADS [1]. Stage costs on 2 cores: sources ~1 GB of git checkouts; data ~15 min;
+# training as budgeted (~1000 steps per CPU-hour); evaluation ~30 min (PocketSphinx is the slow part).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+stage=0
+stop_stage=5
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --stage) stage=$2; shift 2 ;;
+        --stop-stage) stop_stage=$2; shift 2 ;;
+        *) echo "usage: $0 [--stage N] [--stop-stage N]" >&2; exit 2 ;;
+    esac
+done
+DATA=${DATA:-/work/data}
+SRC=${SRC:-/work/src}
+EXP=${EXP:-exp/real}
+CPU_HOURS=${CPU_HOURS:-1.2}
+THREADS=${THREADS:-1}
+run() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+
+if run 0; then  # real speech sources (public git repositories; any checkout works)
+    mkdir -p "$SRC"
+    for url in https://github.com/thegtagamer/PICO-tinyML-benchmark \
+               https://github.com/Jakobovski/free-spoken-digit-dataset \
+               https://github.com/jimbozhang/speechocean762 \
+               https://github.com/rigved/rit-engl-682-spring-2021-project; do
+        [ -d "$SRC/$(basename "$url")" ] || git clone --depth 1 "$url" "$SRC/$(basename "$url")"
+    done
+fi
+
+if run 1; then  # data: synthetic corpus, neural voices, real clips (package, words, sentences, Common Voice)
+    python3 recipes/synth/prepare.py --data-dir "$DATA/synth" --train-hours 15 --short-hours 1.5 --jobs 2
+    python3 recipes/neural/prepare.py --text-dir "$DATA/synth/text" --data-dir "$DATA/neural" \
+        --voices 24 --meter-utts 10 --max-meter-wer 45 --hours 5
+    python3 recipes/realspeech/prepare.py --data-dir "$DATA/real" --repeat 20
+    python3 recipes/realwords/prepare.py --data-dir "$DATA/realwords" --repeat 4 \
+        --speech-commands "$SRC/PICO-tinyML-benchmark/MLTK_keyworkSpotting/dataset" \
+        --fsdd "$SRC/free-spoken-digit-dataset/recordings" --merge-dev "$DATA/real/real_dev.jsonl"
+    python3 recipes/realwords/prepare.py --data-dir "$DATA/speechocean" --repeat 2 \
+        --speechocean "$SRC/speechocean762" --merge-dev "$DATA/realwords/dev_real.jsonl"
+    python3 recipes/realwords/prepare.py --data-dir "$DATA/commonvoice" \
+        --common-voice "$SRC/rit-engl-682-spring-2021-project"
+    grep '"real-fsdd"' "$DATA/realwords/dev.jsonl" > "$DATA/realwords/fsdd_theo.jsonl"
+fi
+
+if run 2; then  # the synthetic part without the MBROLA voices (non-commercial licence), for training
+    # experiments that pool it (the default's last stage does not: see the config)
+    for split in train train_short; do
+        python3 tools/filter_manifest.py "$DATA/synth/$split.jsonl" "$DATA/synth/${split}_nombrola.jsonl" \
+            --drop engine mbrola --drop voice 'festival:(us[123]|en1)$'
+    done
+fi
+
+if run 3; then  # warm start from the bundled model on real and neural voices, selected on real speech
+    real="\"$DATA/realwords/train_x4.jsonl\",\"$DATA/realwords/train_x4.jsonl\",\"$DATA/real/real_train_x20.jsonl\""
+    so="\"$DATA/speechocean/train_x2.jsonl\""
+    asr train --config recipes/realwords/conf/gru_small_real.toml --exp "$EXP" --set init_from=default \
+        max_cpu_hours="$CPU_HOURS" threads="$THREADS" aug_dir="$DATA/synth/aug" \
+        dev_manifest="$DATA/speechocean/dev_real.jsonl" train_manifest="$DATA/neural/train.jsonl" \
+        "extra_train=[$real,$so,$so,$so,$so]"
+fi
+
+if run 4; then  # bundle the selected checkpoint (lowest real-dev CER) as the default model
+    python3 tools/export_model.py "$EXP/best.pt" --name default
+fi
+
+if run 5; then  # the README's table: default decoding, greedy and PocketSphinx on the same files
+    python3 recipes/eval/run.py --model default --decoder greedy beam --threads 1 --out "$EXP/eval" \
+        --lm asr/models/default.lm.arpa.gz --lm-weight 1.5 --word-score 2 \
+        --sets "$DATA/synth/test_heldout.jsonl" "$DATA/synth/asterisk_letters.jsonl" \
+        "$DATA/realwords/dev_real.jsonl" "$DATA/speechocean/dev.jsonl" "$DATA/speechocean/test.jsonl" \
+        "$DATA/commonvoice/test.jsonl"
+    python3 recipes/eval/run.py --model default --decoder greedy --threads 1 --out "$EXP/eval_digits" \
+        --sets "$DATA/realwords/fsdd_theo.jsonl" --grammar zero,one,two,three,four,five,six,seven,eight,nine
+fi
