@@ -50,7 +50,10 @@ if run 1; then  # data: synthetic corpus, neural voices, real clips (package, wo
         --speechocean "$SRC/speechocean762" --merge-dev "$DATA/realwords/dev_real.jsonl"
     python3 recipes/realwords/prepare.py --data-dir "$DATA/commonvoice" \
         --common-voice "$SRC/rit-engl-682-spring-2021-project"
+    # evaluation sets under names of their own (recipes/eval names a set by its file name)
     grep '"real-fsdd"' "$DATA/realwords/dev.jsonl" > "$DATA/realwords/fsdd_theo.jsonl"
+    cp "$DATA/speechocean/dev.jsonl" "$DATA/speechocean/so_dev.jsonl"
+    cp "$DATA/speechocean/test.jsonl" "$DATA/speechocean/so_test.jsonl"
 fi
 
 if run 2; then  # the synthetic part without the MBROLA voices (non-commercial licence), for training
@@ -78,7 +81,7 @@ if run 5; then  # the README's table: default decoding, greedy and PocketSphinx 
     python3 recipes/eval/run.py --model default --decoder greedy beam --threads 1 --out "$EXP/eval" \
         --lm asr/models/default.lm.arpa.gz --lm-weight 1.5 --word-score 2 \
         --sets "$DATA/synth/test_heldout.jsonl" "$DATA/synth/asterisk_letters.jsonl" \
-        "$DATA/realwords/dev_real.jsonl" "$DATA/speechocean/dev.jsonl" "$DATA/speechocean/test.jsonl" \
+        "$DATA/realwords/dev_real.jsonl" "$DATA/speechocean/so_dev.jsonl" "$DATA/speechocean/so_test.jsonl" \
         "$DATA/commonvoice/test.jsonl"
     python3 recipes/eval/run.py --model default --decoder greedy --threads 1 --out "$EXP/eval_digits" \
         --sets "$DATA/realwords/fsdd_theo.jsonl" --grammar zero,one,two,three,four,five,six,seven,eight,nine
