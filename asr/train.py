@@ -195,7 +195,8 @@ def _main(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a CTC model (resumable; torchrun for DDP)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="TOML file with TrainConfig fields (e.g. recipes/synth/conf/gru.toml)")
+    p.add_argument("--config", help="TOML file with TrainConfig fields (e.g. recipes/synth/conf/gru.toml); "
+                   "${VAR} / ${VAR:-default} in its data paths come from the environment")
     p.add_argument("--exp", required=True, help="experiment directory (checkpoints, log.jsonl)")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override config fields (repeatable: --set a=1 b=2 --set c=3)")

@@ -11,6 +11,11 @@ is declared, with its default and its checks, in exactly one dataclass:
 :meth:`TrainConfig.from_dict` sends each flat key to the part that declares it;
 :meth:`TrainConfig.to_dict` gives the flat form back (stored in ``EXP/last.pt`` as
 ``train_config`` and in the log's ``start`` record, as before the split).
+
+Data paths (:data:`PATH_KEYS`) may name environment variables, as a shell does: ``${DATA}`` or
+``${DATA:-/work/data}`` (the value after ``:-`` when ``DATA`` is unset or empty). They are expanded
+where the config is read (:meth:`TrainConfig.from_sources`), so checkpoints and logs hold the paths
+actually used; an unset variable without a default is an error naming the option.
 """
 
 from __future__ import annotations
@@ -18,13 +23,36 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
 from .model import ModelConfig
 
-__all__ = ["TrainConfig", "AugmentOptions", "MODEL_KEYS"]
+__all__ = ["TrainConfig", "AugmentOptions", "MODEL_KEYS", "PATH_KEYS", "expand_env"]
+
+# options holding file paths: ${VAR} / ${VAR:-default} in them are expanded by from_sources
+PATH_KEYS = ("train_manifest", "extra_train", "dev_manifest", "extra_dev", "aug_dir", "init_from")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: str, key: str, environ: Optional[Mapping[str, str]] = None) -> str:
+    """``value`` with each ``${NAME}`` / ``${NAME:-default}`` replaced from ``environ`` (default:
+    ``os.environ``); ``ValueError`` naming ``key`` when a variable without default is unset."""
+    env = os.environ if environ is None else environ
+
+    def sub(m: re.Match) -> str:
+        name, default = m.group(1), m.group(2)
+        if env.get(name):
+            return env[name]
+        if default is not None:
+            return default
+        raise ValueError(f"option {key}: environment variable {name} is not set (in {value!r}; "
+                         f"export it, or write ${{{name}:-DEFAULT}} in the config)")
+
+    return _VAR.sub(sub, value)
 
 # ModelConfig fields that are training options (the other two are derived, see the module doc)
 MODEL_KEYS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name not in ("n_mels", "vocab_size"))
@@ -133,7 +161,7 @@ class TrainConfig:
     @classmethod
     def from_sources(cls, config_file: Optional[str], overrides: Sequence[str]) -> "TrainConfig":
         """A TOML file of flat keys, then ``key=value`` overrides (values parsed as JSON unless
-        the option is a string)."""
+        the option is a string); ``${VAR}`` in the data paths expanded (module doc)."""
         values = {}
         if config_file:
             with open(config_file, "rb") as f:
@@ -143,6 +171,10 @@ class TrainConfig:
                 raise ValueError(f"--set expects key=value, got {item!r}")
             k, v = item.split("=", 1)
             values[k.strip()] = v.strip()
+        for k in PATH_KEYS:
+            if k in values:
+                v = _coerce(values[k], _FLAT[k][1], k)
+                values[k] = tuple(expand_env(p, k) for p in v) if isinstance(v, tuple) else expand_env(v, k)
         return cls.from_dict(values)
 
     @classmethod

@@ -185,3 +185,32 @@ def test_run_sh_stage_2_drops_mbrola_voices(tmp_path):
         assert all(Path(r["audio"]).is_absolute() for r in kept)
     bad = subprocess.run(["bash", str(script), "--bogus"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+def test_run_sh_stage_3_trains_on_the_data_under_DATA(tmp_path):
+    """Stage 3 passes DATA to `asr train`, and the recipe config's every data path resolves under it
+    (a stub `asr` on PATH records the command and the config it reads)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "asr"
+    stub.write_text(f"#!{sys.executable}\n"
+                    "import json, os, sys\n"
+                    "from asr.trainconfig import TrainConfig\n"
+                    "a = sys.argv[1:]\n"
+                    "cfg = TrainConfig.from_sources(a[a.index('--config') + 1], a[a.index('--set') + 1:])\n"
+                    f"open({str(tmp_path / 'cfg.json')!r}, 'w').write(json.dumps(cfg.to_dict()))\n")
+    stub.chmod(0o755)
+    data = tmp_path / "data"
+    env = {"DATA": str(data), "EXP": str(tmp_path / "exp"), "CPU_HOURS": "0.5", "PYTHONPATH": str(root),
+           "PATH": f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin"}
+    subprocess.run(["bash", str(root / "recipes" / "realwords" / "run.sh"), "--stage", "3", "--stop-stage", "3"],
+                   env=env, check=True, capture_output=True)
+    cfg = json.loads((tmp_path / "cfg.json").read_text())
+    paths = [cfg["train_manifest"], *cfg["extra_train"], cfg["dev_manifest"], cfg["aug_dir"]]
+    assert all(p.startswith(f"{data}/") for p in paths), paths
+    assert cfg["dev_manifest"] == f"{data}/speechocean/dev_real.jsonl" and len(cfg["extra_train"]) == 7
+    assert (cfg["init_from"], cfg["max_cpu_hours"], cfg["threads"]) == ("default", 0.5, 1)

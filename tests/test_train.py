@@ -390,6 +390,27 @@ def test_config_overrides_and_errors(tmp_path):
     assert not (tmp_path / "e").exists()
 
 
+def test_data_paths_expand_environment_variables(tmp_path, monkeypatch):
+    """${VAR} and ${VAR:-default} in the data paths of a config file and of --set, nowhere else."""
+    conf = tmp_path / "c.toml"
+    conf.write_text('train_manifest = "${DATA}/train.jsonl"\n'
+                    'extra_train = ["${DATA}/a.jsonl", "${ASR_TEST_UNSET:-/fallback}/b.jsonl"]\n'
+                    'dev_manifest = "${ASR_TEST_UNSET:-/d}/dev.jsonl"\n')
+    monkeypatch.setenv("DATA", "/data/x")
+    monkeypatch.delenv("ASR_TEST_UNSET", raising=False)
+    cfg = TrainConfig.from_sources(str(conf), ["aug_dir=${DATA}/aug", 'extra_dev=["${DATA}/e.jsonl"]'])
+    assert cfg.train_manifest == "/data/x/train.jsonl"
+    assert cfg.extra_train == ("/data/x/a.jsonl", "/fallback/b.jsonl")
+    assert (cfg.dev_manifest, cfg.augmentation.aug_dir, cfg.extra_dev) == ("/d/dev.jsonl", "/data/x/aug", ("/data/x/e.jsonl",))
+    monkeypatch.setenv("ASR_TEST_UNSET", "/set")
+    assert TrainConfig.from_sources(str(conf), []).dev_manifest == "/set/dev.jsonl"
+    # an unset variable without a default names the option and the variable
+    with pytest.raises(ValueError, match=r"option train_manifest: environment variable NOPE_UNSET_VAR is not set"):
+        TrainConfig.from_sources(None, ["train_manifest=${NOPE_UNSET_VAR}/t.jsonl"])
+    # the stored config holds the expanded paths, and round-trips
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg and "${" not in json.dumps(cfg.to_dict())
+
+
 # the flat options of the trainer before its configuration was split into parts (a last.pt's
 # train_config, TOML files and --set use them): all still accepted, no more added by the split
 OLD_KEYS = ("train_manifest extra_train dev_manifest select_metric extra_dev aug_dir max_utt_seconds valid_max_utts "

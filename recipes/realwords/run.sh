@@ -65,12 +65,9 @@ if run 2; then  # the synthetic part without the MBROLA voices (non-commercial l
 fi
 
 if run 3; then  # warm start from the bundled model on real and neural voices, selected on real speech
-    real="\"$DATA/realwords/train_x4.jsonl\",\"$DATA/realwords/train_x4.jsonl\",\"$DATA/real/real_train_x20.jsonl\""
-    so="\"$DATA/speechocean/train_x2.jsonl\""
-    asr train --config recipes/realwords/conf/gru_small_real.toml --exp "$EXP" --set init_from=default \
-        max_cpu_hours="$CPU_HOURS" threads="$THREADS" aug_dir="$DATA/synth/aug" \
-        dev_manifest="$DATA/speechocean/dev_real.jsonl" train_manifest="$DATA/neural/train.jsonl" \
-        "extra_train=[$real,$so,$so,$so,$so]"
+    # the config names its data as ${DATA:-/work/data}/...: asr train expands DATA from the environment
+    DATA="$DATA" asr train --config recipes/realwords/conf/gru_small_real.toml --exp "$EXP" \
+        --set init_from=default max_cpu_hours="$CPU_HOURS" threads="$THREADS"
 fi
 
 if run 4; then  # bundle the selected checkpoint (lowest real-dev CER) as the default model
