@@ -441,6 +441,28 @@ def test_recipe_run_end_to_end(ckpt, manifest, tmp_path, capsys, monkeypatch, no
     assert data["sets"]["tiny16"]["project_beam-lm"]["options"]["beam"]["lm"] == str(lm)
     with pytest.raises(SystemExit):
         run.main(argv + ["--lm", str(lm)])  # an LM without the beam decoder
+    # --decoder default: the model's bundled decoding, as `asr transcribe` does it. Without a bundled
+    # LM that is greedy; with NAME.lm.json next to the model, beam + that LM with its settings
+    import shutil
+
+    def hyps(system):
+        return [json.loads(x)["hyp"] for x in open(tmp_path / "exp" / system / "tiny16" / "utterances.jsonl")]
+
+    assert run.main(argv + ["--decoder", "default", "--stage", "2"]) == 0
+    assert hyps(f"{tag}+default") == hyps(tag)
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    shutil.copyfile(ckpt, bundled / "m.pt")
+    shutil.copyfile(lm, bundled / "m.lm.arpa")
+    (bundled / "m.lm.json").write_text(json.dumps({"lm": "m.lm.arpa", "lm_weight": 0.5}))
+    argv_b = argv[:]
+    argv_b[argv_b.index(ckpt)] = str(bundled / "m.pt")
+    assert run.main(argv_b + ["--decoder", "default", "beam", "--lm", str(lm), "--lm-weight", "0.5"]) == 0
+    table = (tmp_path / "exp" / "comparison.md").read_text()
+    assert "(default: the model's bundled decoding)" in table
+    # both rows, default and beam, are beam + the LM at weight 0.5 (default: from m.lm.json)
+    assert table.count("| tiny16 | 3 | 0.0 | project (bundled-m, beam 128 (8 tokens/step, threshold 50) + LM (weight 0.5") == 2
+    assert hyps("bundled-m+default") == hyps("bundled-m+beam-lm")
 
 
 def test_recipe_reuses_earlier_baseline_run(ckpt, manifest, tmp_path, capsys):

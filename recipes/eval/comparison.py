@@ -115,6 +115,7 @@ def preamble(args) -> list:
     return ["# Project model vs PocketSphinx 5", "",
             f"- project model: `{args.model}`; decoders: {'; '.join(decoder_label(args, d) for d in args.decoder)}"
             + (f" (LM `{args.lm}`)" if args.lm and "beam" in args.decoder else "")
+            + (" (default: the model's bundled decoding)" if "default" in args.decoder else "")
             + (f"; streams fed in {args.chunk_ms:g} ms chunks" if args.chunk_ms else "; whole utterances"),
             "- PocketSphinx 5: default en-us acoustic model, "
             + ("a JSGF grammar of the same phrases" if args.grammar else "language model")

@@ -4,7 +4,7 @@
 Usage:
     python3 recipes/eval/run.py [--model default] [--data-dir /work/data/synth] [--out exp/eval]
                                 [--sets test_heldout asterisk_letters [MANIFEST_OR_DIR ...]]
-                                [--limit N] [--chunk-ms 160] [--decoder greedy [beam]] [--beam-size 128]
+                                [--limit N] [--chunk-ms 160] [--decoder greedy [default] [beam]] [--beam-size 128]
                                 [--beam-size-token 8] [--beam-threshold 50] [--lm ARPA] [--lm-weight 1.0] [--word-score 0.0]
                                 [--grammar PHRASES] [--threads 1] [--speed-utts 20] [--latency-utts 20] [--latency-chunk-ms 160]
                                 [--stage 1] [--stop-stage 3] [--force]
@@ -23,7 +23,8 @@ reruns while the key matches; ``--force`` redoes it):
     2  project model on each set with each ``--decoder`` (``asr.evaluate``: streaming path,
        WER/CER, RTF on 1 thread and all cores, latency at real-time pace)
        -> ``OUT/MODEL/SET/{report.md,summary.json,...}`` (greedy), ``OUT/MODEL+beam[-lm]/SET/...``
-       (beam search, with ``--lm`` a word n-gram LM from ``asr lm``)
+       (beam search, with ``--lm`` a word n-gram LM from ``asr lm``), ``OUT/MODEL+default/SET/...``
+       (``--decoder default``: the model's bundled LM and settings, as ``asr transcribe`` decodes)
     3  comparison table -> ``OUT/comparison.md`` + ``OUT/comparison.json``
 
 ``--grammar PHRASES`` (as ``asr eval --grammar``) decodes both systems with the same phrase list:
@@ -67,8 +68,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--limit", type=int, default=0,
                     help="N utterances spread evenly over each set (default: all)")
     ap.add_argument("--chunk-ms", type=float, default=160.0, help="project: stream chunk size in ms (default: %(default)s)")
-    ap.add_argument("--decoder", nargs="+", choices=["greedy", "beam"], default=["greedy"],
-                    help="project decoders, each a row of the table (default: greedy)")
+    ap.add_argument("--decoder", nargs="+", choices=["default", "greedy", "beam"], default=["greedy"],
+                    help="project decoders, each a row of the table: default: what `asr transcribe` does "
+                         "out of the box (the model's bundled LM with its settings; greedy without one); "
+                         "beam: beam search with this run's beam flags (default: greedy)")
     add_beam_arguments(ap)  # --beam-size ... --word-score, as `asr eval`
     add_int8_argument(ap)  # results go to MODEL-int8[+beam...]
     add_grammar_argument(ap)  # both systems, results in MODEL+grammar/ and pocketsphinx+grammar/
@@ -86,7 +89,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.limit < 0:
         ap.error("--limit must be 0 or more")
     if args.grammar and (args.decoder != ["greedy"] or args.lm):
-        ap.error("--grammar replaces the decoder: drop --decoder beam / --lm")
+        ap.error("--grammar replaces the decoder: drop --decoder beam / default / --lm")
     if args.lm and "beam" not in args.decoder:
         ap.error("--lm needs --decoder beam")
     if args.lm and not Path(args.lm).is_file():

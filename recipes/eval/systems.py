@@ -22,10 +22,13 @@ def model_tag(model: str, int8: bool = False) -> str:
 
 
 def system_tag(model: str, decoder: str, lm, int8: bool = False, grammar: bool = False) -> str:
-    """Result directory of one model + decoder: greedy keeps the model's own name."""
+    """Result directory of one model + decoder: greedy keeps the model's own name; ``default``
+    (the model's bundled decoding) is ``MODEL+default``."""
     tag = model_tag(model, int8)
     if grammar:
         return f"{tag}+grammar"
+    if decoder == "default":
+        return f"{tag}+default"
     return tag if decoder == "greedy" else f"{tag}+beam" + ("-lm" if lm else "")
 
 
@@ -40,10 +43,19 @@ def pocketsphinx_tag(args) -> str:
 
 
 def eval_options(args, decoder: str):
+    """``EvalOptions`` of one ``--decoder``: ``default`` is what ``asr transcribe`` does out of the
+    box with the model (its bundled LM and settings, ``Recognizer.decoding``; greedy without one),
+    ``beam`` the beam flags of this run."""
     from asr.beam import beam_options
     from asr.evalrun import EvalOptions
 
-    opts = EvalOptions(chunk_ms=args.chunk_ms, beam=beam_options(args) if decoder == "beam" else None,
+    if decoder == "default":
+        from asr.checkpoint import load_model
+
+        beam = load_model(args.model, int8=args.int8).decoding
+    else:
+        beam = beam_options(args) if decoder == "beam" else None
+    opts = EvalOptions(chunk_ms=args.chunk_ms, beam=beam,
                        grammar=args.grammar, batch_size=args.batch_size, threads=args.threads)
     opts.check()
     return opts

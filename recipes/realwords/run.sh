@@ -75,8 +75,7 @@ if run 4; then  # bundle the selected checkpoint (lowest real-dev CER) as the de
 fi
 
 if run 5; then  # the README's table: default decoding, greedy and PocketSphinx on the same files
-    python3 recipes/eval/run.py --model default --decoder greedy beam --threads 1 --out "$EXP/eval" \
-        --lm asr/models/default.lm.arpa.gz --lm-weight 1.5 --word-score 2 \
+    python3 recipes/eval/run.py --model default --decoder greedy default --threads 1 --out "$EXP/eval" \
         --sets "$DATA/synth/test_heldout.jsonl" "$DATA/synth/asterisk_letters.jsonl" \
         "$DATA/realwords/dev_real.jsonl" "$DATA/speechocean/so_dev.jsonl" "$DATA/speechocean/so_test.jsonl" \
         "$DATA/commonvoice/test.jsonl"
