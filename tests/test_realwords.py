@@ -161,6 +161,42 @@ def test_common_voice_errors(tmp_path):
         rw.prepare(None, None, tmp_path / "out", cv_root=tmp_path / "cv")
 
 
+def test_common_voice_kaggle_csv_split_by_sentence_and_test_sentences_excluded(tmp_path):
+    """--cv-csv: the Kaggle packaging (filename, text; no speaker ids). Every clip of a sentence
+    lands in one part (train or cv_dev), the sentences of --exclude-text manifests nowhere."""
+    root = tmp_path / "cv-valid-dev"
+    sentences = [f"sentence number {w}" for w in ("one two three four five six seven eight nine ten eleven "
+                                                 "twelve thirteen fourteen fifteen sixteen seventeen eighteen "
+                                                 "nineteen twenty").split()]
+    rows = ["filename,text,up_votes,down_votes,age,gender,accent,duration"]
+    for i in range(60):  # three clips per sentence
+        name = f"cv-valid-dev/sample-{i:06d}.mp3"
+        _tone(tmp_path / name.replace(".mp3", ".wav"), 0.5, 48000)  # (soundfile reads mp3 alike; wav here)
+        rows.append(f"{name.replace('.mp3', '.wav')},{sentences[i % 20].title()},1,0,,,,")
+    rows.append("cv-valid-dev/sample-999999.wav,audio missing,1,0,,,,")  # skipped
+    (root / "cv-valid-dev.csv").write_text("\n".join(rows) + "\n")
+    banned = tmp_path / "test.jsonl"
+    banned.write_text(json.dumps({"audio": "x.wav", "text": "Sentence number SEVEN", "duration": 1.0}) + "\n")
+    out = tmp_path / "out"
+    summary = rw.prepare(None, None, out, cv_csv=(root / "cv-valid-dev.csv",), cv_dev_frac=0.3,
+                         exclude_text=(banned,), repeat=2)
+    train = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
+    dev = [json.loads(x) for x in (out / "cv_dev.jsonl").read_text().splitlines()]
+    assert len(train) + len(dev) == 57 and train and dev  # 60 clips - the 3 of the excluded sentence
+    assert not {r["text"] for r in train} & {r["text"] for r in dev}
+    assert "sentence number seven" not in {r["text"] for r in train + dev}
+    assert all(r["engine"] == "real-cvk" and abs(r["duration"] - 0.5) < 0.01 for r in train + dev)
+    assert len({r["speaker"] for r in train + dev}) == 57  # unknown speakers: one id per clip
+    assert sf.info(str(out / train[0]["audio"])).samplerate == 16000
+    assert len((out / "train_x2.jsonl").read_text().splitlines()) == 2 * len(train)
+    assert summary["cv_dev"]["real-cvk"][0] == len(dev) and not (out / "dev.jsonl").exists()
+    with pytest.raises(rw.RecipeError, match="filename, text"):
+        (tmp_path / "bad.csv").write_text("path,sentence\nx.wav,hello\n")
+        rw.prepare(None, None, tmp_path / "o2", cv_csv=(tmp_path / "bad.csv",))
+    with pytest.raises(rw.RecipeError, match="no such file"):
+        rw.prepare(None, None, tmp_path / "o3", cv_csv=(tmp_path / "nope.csv",))
+
+
 def test_run_sh_stage_2_drops_mbrola_voices(tmp_path):
     """The recipe script's stage 2: the synthetic manifests without espeak-ng's and festival's
     MBROLA voices; unknown arguments are refused."""

@@ -7,6 +7,7 @@
 | ``fsdd`` Free Spoken Digit Dataset | 3,000 digit clips "zero".."nine", 8 kHz | 6 (name in the file name) | CC BY-SA 4.0 |
 | ``so`` speechocean762 | 5,000 read sentences (1-10 words, 5.6 h), 16 kHz; non-native (Mandarin L1), half children | 250 | Apache-2.0 (the authors' Hugging Face release mispeech/speechocean762; the README: "free for both commercial and non-commercial purposes") |
 | ``cv`` Mozilla Common Voice (any English release or sample of one) | read sentences, many accents; test only | one per ``client_id`` | CC0 (Common Voice's licence) |
+| ``cvk`` Mozilla Common Voice as packaged on Kaggle (``cv-valid-dev.csv``: filename, text, ...) | 4,076 read sentences (2,410 distinct, 5.0 h), 48 kHz mp3, many accents (US 637, England 327, ... of 1,350 labelled) | unknown (no speaker column): one id per clip; split by sentence | CC0 (Common Voice's licence) |
 
 Get the sources (any checkout works; only the audio folders are read)::
 
@@ -14,6 +15,7 @@ Get the sources (any checkout works; only the audio folders are read)::
     git clone --depth 1 https://github.com/Jakobovski/free-spoken-digit-dataset  # FSDD: recordings/
     git clone --depth 1 https://github.com/jimbozhang/speechocean762             # so: WAVE/, train/, test/
     git clone --depth 1 https://github.com/rigved/rit-engl-682-spring-2021-project  # cv: 100 clips, 99 speakers
+    git clone --depth 1 https://github.com/GreenTea749/ASR-AI-microservice-Elastic-search-AI-application  # cvk: cv-valid-dev/
 
 Usage::
 
@@ -34,6 +36,13 @@ Common Voice: a folder with ``validated.tsv`` (a release) or ``validated.csv`` (
 test clip (``--common-voice`` alone writes only ``test.jsonl``): with 100 sentences of 99 speakers
 (mostly native, many accents) the sample above is a test of read speech from many people, not
 training material.
+Common Voice, Kaggle packaging (``--cv-csv``): CSV files with the columns ``filename`` (e.g.
+``cv-valid-dev/sample-000000.mp3``) and ``text``, audio found next to the CSV or one folder up. That
+packaging dropped Common Voice's ``client_id``, so speakers are unknown: the split is by sentence (a
+stable hash of the normalised text, ``--cv-dev-frac`` of the sentences to dev, every clip of a
+sentence in the same part) and its dev part ``cv_dev.jsonl`` is text-disjoint but may share speakers
+with training: reported, never used for selection. ``--exclude-text MANIFEST ...`` drops every clip
+whose sentence is in those manifests (test sets: no test sentence is trained on).
 
 Writes 16 kHz mono 16-bit WAV under ``<data-dir>/audio/<source>/`` and the manifests
 ``train.jsonl``, ``dev.jsonl`` (if there are training speakers), ``test.jsonl`` (if a source has test
@@ -138,6 +147,23 @@ def common_voice(root: Path) -> Iterator[Clip]:
             yield Clip("cv", path, Path(row["path"]).stem, text, row["client_id"][:16], "test")
 
 
+def common_voice_csv(paths: list[Path]) -> Iterator[Clip]:
+    """Clips of Common Voice CSVs in the Kaggle packaging (columns filename, text; no speaker ids)."""
+    for table in paths:
+        with open(table, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        if rows and not {"filename", "text"} <= set(rows[0]):
+            raise RecipeError(f"--cv-csv {table}: needs the columns filename, text; has {sorted(rows[0])}")
+        for row in rows:
+            text = normalize(row["text"] or "")
+            rel = Path(row["filename"])
+            path = next((p for p in (table.parent / rel, table.parent.parent / rel, table.parent / rel.name)
+                         if p.is_file()), None)
+            if text and path is not None:
+                key = f"{rel.parent.name}-{rel.stem}" if rel.parent.name else rel.stem
+                yield Clip("cvk", path, key, text, key, "")
+
+
 def in_dev(speaker: str, frac: float) -> bool:
     """Stable speaker split: the first 8 hex digits of sha1(speaker) as a fraction of 2**32."""
     return int(hashlib.sha1(speaker.encode()).hexdigest()[:8], 16) / 2**32 < frac
@@ -180,8 +206,12 @@ def absolute(records: list[dict], manifest: Path) -> list[dict]:
     return out
 
 
-def split_of(c: Clip, sc_dev_frac: float, fsdd_dev_speakers: tuple[str, ...], so_dev_frac: float) -> str:
-    """"train", "dev" or "test" for one clip (by speaker only, so no speaker is in two splits)."""
+def split_of(c: Clip, sc_dev_frac: float, fsdd_dev_speakers: tuple[str, ...], so_dev_frac: float,
+             cv_dev_frac: float = 0.1) -> str:
+    """"train", "dev" or "test" for one clip (by speaker, so no speaker is in two splits; ``cvk``,
+    whose speakers are unknown, by sentence: its dev part is ``cv_dev``)."""
+    if c.source == "cvk":
+        return "cv_dev" if in_dev(c.text, cv_dev_frac) else "train"
     if c.source == "fsdd":
         return "dev" if c.speaker in fsdd_dev_speakers else "train"
     if c.source == "cv":
@@ -193,9 +223,18 @@ def split_of(c: Clip, sc_dev_frac: float, fsdd_dev_speakers: tuple[str, ...], so
 
 def prepare(sc_root: Path | None, fsdd_root: Path | None, data_dir: Path, *, sc_dev_frac: float = 0.2,
             fsdd_dev_speakers: tuple[str, ...] = ("theo",), merge_dev: tuple[Path, ...] = (),
-            repeat: int = 0, so_root: Path | None = None, so_dev_frac: float = 0.5, cv_root: Path | None = None) -> dict:
+            repeat: int = 0, so_root: Path | None = None, so_dev_frac: float = 0.5, cv_root: Path | None = None,
+            cv_csv: tuple[Path, ...] = (), cv_dev_frac: float = 0.1, exclude_text: tuple[Path, ...] = ()) -> dict:
     """Build the manifests; returns a summary ``{split: {source: (clips, seconds, speakers)}}``."""
     clips: list[Clip] = []
+    for t in cv_csv:
+        if not t.is_file():
+            raise RecipeError(f"--cv-csv {t}: no such file")
+    if cv_csv:
+        found = list(common_voice_csv(list(cv_csv)))
+        if not found:
+            raise RecipeError(f"--cv-csv: no clips found next to {', '.join(map(str, cv_csv))}")
+        clips += found
     for name, root, reader in (("--speech-commands", sc_root, speech_commands), ("--fsdd", fsdd_root, fsdd),
                                ("--speechocean", so_root, speechocean), ("--common-voice", cv_root, common_voice)):
         if root is None:
@@ -207,19 +246,26 @@ def prepare(sc_root: Path | None, fsdd_root: Path | None, data_dir: Path, *, sc_
             raise RecipeError(f"{name} {root}: no labelled clips found (expected the layout in --help)")
         clips += found
     if not clips:
-        raise RecipeError("give at least one source (--speech-commands, --fsdd, --speechocean, --common-voice)")
+        raise RecipeError("give at least one source (--speech-commands, --fsdd, --speechocean, --common-voice, --cv-csv)")
+    if exclude_text:
+        banned = {normalize(r["text"]) for m in exclude_text for r in read_jsonl(m)}
+        clips = [c for c in clips if c.text not in banned]
     data_dir.mkdir(parents=True, exist_ok=True)
     records = convert(clips, data_dir)
-    splits = [split_of(c, sc_dev_frac, fsdd_dev_speakers, so_dev_frac) for c in clips]
+    splits = [split_of(c, sc_dev_frac, fsdd_dev_speakers, so_dev_frac, cv_dev_frac) for c in clips]
     train_recs = [r for r, s in zip(records, splits) if s == "train"]
     dev_recs = [r for r, s in zip(records, splits) if s == "dev"]
     test_recs = [r for r, s in zip(records, splits) if s == "test"]
-    if bool(train_recs) != bool(dev_recs) or not (train_recs or test_recs):
+    cv_dev_recs = [r for r, s in zip(records, splits) if s == "cv_dev"]
+    if bool(train_recs) != bool(dev_recs or cv_dev_recs) or not (train_recs or test_recs):
         raise RecipeError(f"speaker split left {len(train_recs)} train and {len(dev_recs)} dev clips; "
                           "change --sc-dev-frac / --fsdd-dev-speakers")
     if train_recs:
         write_jsonl(data_dir / "train.jsonl", train_recs)
-        write_jsonl(data_dir / "dev.jsonl", dev_recs)
+        if dev_recs:
+            write_jsonl(data_dir / "dev.jsonl", dev_recs)
+    if cv_dev_recs:
+        write_jsonl(data_dir / "cv_dev.jsonl", cv_dev_recs)
     if test_recs:
         write_jsonl(data_dir / "test.jsonl", test_recs)
     if repeat > 1 and train_recs:
@@ -230,7 +276,7 @@ def prepare(sc_root: Path | None, fsdd_root: Path | None, data_dir: Path, *, sc_
             merged += absolute(read_jsonl(m), m)
         write_jsonl(data_dir / "dev_real.jsonl", merged)
     summary: dict = {}
-    for split, recs in (("train", train_recs), ("dev", dev_recs), ("test", test_recs)):
+    for split, recs in (("train", train_recs), ("dev", dev_recs), ("cv_dev", cv_dev_recs), ("test", test_recs)):
         for r in recs:
             n, s, spk = summary.setdefault(split, {}).get(r["engine"], (0, 0.0, set()))
             summary[split][r["engine"]] = (n + 1, s + r["duration"], spk | {r["speaker"]})
@@ -248,6 +294,12 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", type=Path, default=Path("data/realwords"), help="output folder")
     ap.add_argument("--speechocean", type=Path, help="speechocean762 checkout (WAVE/, train/, test/)")
     ap.add_argument("--common-voice", type=Path, help="Common Voice folder (validated.tsv/.csv; clips: test only)")
+    ap.add_argument("--cv-csv", type=Path, nargs="+", default=[],
+                    help="Common Voice CSVs of the Kaggle packaging (filename,text; e.g. cv-valid-dev/cv-valid-dev.csv)")
+    ap.add_argument("--cv-dev-frac", type=float, default=0.1,
+                    help="share of the --cv-csv sentences in cv_dev.jsonl (text-disjoint; speakers unknown)")
+    ap.add_argument("--exclude-text", type=Path, nargs="*", default=[],
+                    help="manifests whose sentences are dropped from every source (test sets)")
     ap.add_argument("--so-dev-frac", type=float, default=0.5,
                     help="share of speechocean762's test speakers in dev (the rest: test.jsonl)")
     ap.add_argument("--sc-dev-frac", type=float, default=0.2, help="share of Speech Commands speakers in dev")
@@ -256,13 +308,16 @@ def main(argv=None) -> int:
                     help="more dev manifests pooled into dev_real.jsonl (e.g. recipes/realspeech's real_dev.jsonl)")
     ap.add_argument("--repeat", type=int, default=0, help="also write train_x<N>.jsonl, every clip N times")
     args = ap.parse_args(argv)
-    for name, frac in (("--sc-dev-frac", args.sc_dev_frac), ("--so-dev-frac", args.so_dev_frac)):
+    for name, frac in (("--sc-dev-frac", args.sc_dev_frac), ("--so-dev-frac", args.so_dev_frac),
+                       ("--cv-dev-frac", args.cv_dev_frac)):
         if not 0.0 < frac < 1.0:
             ap.error(f"{name} must be in (0, 1), got {frac}")
     try:
         summary = prepare(args.speech_commands, args.fsdd, args.data_dir, sc_dev_frac=args.sc_dev_frac,
                           fsdd_dev_speakers=tuple(args.fsdd_dev_speakers), merge_dev=tuple(args.merge_dev), repeat=args.repeat,
-                          so_root=args.speechocean, so_dev_frac=args.so_dev_frac, cv_root=args.common_voice)
+                          so_root=args.speechocean, so_dev_frac=args.so_dev_frac, cv_root=args.common_voice,
+                          cv_csv=tuple(args.cv_csv), cv_dev_frac=args.cv_dev_frac,
+                          exclude_text=tuple(args.exclude_text))
     except RecipeError as e:
         print(f"realwords: {e}", file=sys.stderr)
         return 2

@@ -33,7 +33,8 @@ if run 0; then  # real speech sources (public git repositories; any checkout wor
     for url in https://github.com/thegtagamer/PICO-tinyML-benchmark \
                https://github.com/Jakobovski/free-spoken-digit-dataset \
                https://github.com/jimbozhang/speechocean762 \
-               https://github.com/rigved/rit-engl-682-spring-2021-project; do
+               https://github.com/rigved/rit-engl-682-spring-2021-project \
+               https://github.com/GreenTea749/ASR-AI-microservice-Elastic-search-AI-application; do
         [ -d "$SRC/$(basename "$url")" ] || git clone --depth 1 "$url" "$SRC/$(basename "$url")"
     done
 fi
@@ -50,6 +51,12 @@ if run 1; then  # data: synthetic corpus, neural voices, real clips (package, wo
         --speechocean "$SRC/speechocean762" --merge-dev "$DATA/realwords/dev_real.jsonl"
     python3 recipes/realwords/prepare.py --data-dir "$DATA/commonvoice" \
         --common-voice "$SRC/rit-engl-682-spring-2021-project"
+    # Common Voice's Kaggle-packaged dev split (4,076 clips, speakers unknown): training, and a text-disjoint
+    # cv_dev; no sentence of an evaluation set is kept
+    python3 recipes/realwords/prepare.py --data-dir "$DATA/cvk" --repeat 2 \
+        --cv-csv "$SRC/ASR-AI-microservice-Elastic-search-AI-application/cv-valid-dev/cv-valid-dev.csv" \
+        --exclude-text "$DATA/commonvoice/test.jsonl" "$DATA/synth/test_heldout.jsonl" "$DATA/synth/asterisk.jsonl" \
+        "$DATA/synth/asterisk_letters.jsonl" "$DATA/speechocean/dev_real.jsonl" "$DATA/speechocean/test.jsonl"
     # evaluation sets under names of their own (recipes/eval names a set by its file name)
     grep '"real-fsdd"' "$DATA/realwords/dev.jsonl" > "$DATA/realwords/fsdd_theo.jsonl"
     cp "$DATA/speechocean/dev.jsonl" "$DATA/speechocean/so_dev.jsonl"
