@@ -248,5 +248,5 @@ def test_run_sh_stage_3_trains_on_the_data_under_DATA(tmp_path):
     cfg = json.loads((tmp_path / "cfg.json").read_text())
     paths = [cfg["train_manifest"], *cfg["extra_train"], cfg["dev_manifest"], cfg["aug_dir"]]
     assert all(p.startswith(f"{data}/") for p in paths), paths
-    assert cfg["dev_manifest"] == f"{data}/speechocean/dev_real.jsonl" and len(cfg["extra_train"]) == 7
+    assert cfg["dev_manifest"] == f"{data}/speechocean/dev_real.jsonl" and len(cfg["extra_train"]) == 9
     assert (cfg["init_from"], cfg["max_cpu_hours"], cfg["threads"]) == ("default", 0.5, 1)

@@ -6,7 +6,7 @@
 #   recipes/realwords/run.sh --stage 3 --stop-stage 3   # only the training
 #
 # Environment (defaults in brackets): DATA [/work/data], SRC [/work/src] (source checkouts),
-# EXP [exp/real], CPU_HOURS [1.2] (training budget; the run resumes from $EXP/last.pt),
+# EXP [exp/real], CPU_HOURS [1.1] (training budget; the run resumes from $EXP/last.pt),
 # THREADS [1]. Stage costs on 2 cores: sources ~1 GB of git checkouts; data ~15 min;
 # training as budgeted (~1000 steps per CPU-hour); evaluation ~30 min (PocketSphinx is the slow part).
 set -euo pipefail
@@ -24,7 +24,7 @@ done
 DATA=${DATA:-/work/data}
 SRC=${SRC:-/work/src}
 EXP=${EXP:-exp/real}
-CPU_HOURS=${CPU_HOURS:-1.2}
+CPU_HOURS=${CPU_HOURS:-1.1}
 THREADS=${THREADS:-1}
 run() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 
@@ -85,7 +85,7 @@ if run 5; then  # the README's table: default decoding, greedy and PocketSphinx 
     python3 recipes/eval/run.py --model default --decoder greedy default --threads 1 --out "$EXP/eval" \
         --sets "$DATA/synth/test_heldout.jsonl" "$DATA/synth/asterisk_letters.jsonl" \
         "$DATA/realwords/dev_real.jsonl" "$DATA/speechocean/so_dev.jsonl" "$DATA/speechocean/so_test.jsonl" \
-        "$DATA/commonvoice/test.jsonl"
+        "$DATA/commonvoice/test.jsonl" "$DATA/cvk/cv_dev.jsonl"
     python3 recipes/eval/run.py --model default --decoder greedy --threads 1 --out "$EXP/eval_digits" \
         --sets "$DATA/realwords/fsdd_theo.jsonl" --grammar zero,one,two,three,four,five,six,seven,eight,nine
 fi
