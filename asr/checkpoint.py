@@ -31,7 +31,7 @@ from .tokenizer import Tokenizer, tokenizer_from_dict
 if TYPE_CHECKING:
     from .beam import BeamOptions
 
-__all__ = ["Recognizer", "load_model", "save_checkpoint", "available_models", "ModelNotFoundError", "FORMAT"]
+__all__ = ["Recognizer", "load_model", "model_path", "save_checkpoint", "available_models", "ModelNotFoundError", "FORMAT"]
 
 FORMAT = "asr-ctc/1"
 MODELS_DIR = Path(__file__).parent / "models"
@@ -167,13 +167,9 @@ def available_models() -> dict:
     return {p.stem: p for p in sorted(MODELS_DIR.glob("*.pt"))}
 
 
-def load_model(name_or_path: Union[str, Path] = "default", device: str = "cpu", int8: bool = False) -> Recognizer:
-    """Load a bundled model by name (``"default"``) or any checkpoint path.
-
-    A decoding file ``NAME.lm.json`` next to checkpoint ``NAME.pt`` (:mod:`asr.lmbundle`) makes
-    beam search with its word LM the model's default for final results (``Recognizer.decoding``).
-    ``int8=True``: RNN and linear weights quantised to int8 for faster single-stream CPU
-    decoding (:func:`asr.model.quantize_int8`; the name gets an ``-int8`` suffix)."""
+def model_path(name_or_path: Union[str, Path] = "default") -> Path:
+    """The checkpoint file of a bundled model name (``"default"``) or a checkpoint path;
+    :class:`ModelNotFoundError` when there is none."""
     path = Path(name_or_path)
     bundled = available_models()
     if str(name_or_path) in bundled:
@@ -188,6 +184,17 @@ def load_model(name_or_path: Union[str, Path] = "default", device: str = "cpu", 
         raise ModelNotFoundError(f"unknown model {str(name_or_path)!r} (bundled models: {known})")
     if not path.exists():
         raise ModelNotFoundError(f"model file not found: {path}")
+    return path
+
+
+def load_model(name_or_path: Union[str, Path] = "default", device: str = "cpu", int8: bool = False) -> Recognizer:
+    """Load a bundled model by name (``"default"``) or any checkpoint path (:func:`model_path`).
+
+    A decoding file ``NAME.lm.json`` next to checkpoint ``NAME.pt`` (:mod:`asr.lmbundle`) makes
+    beam search with its word LM the model's default for final results (``Recognizer.decoding``).
+    ``int8=True``: RNN and linear weights quantised to int8 for faster single-stream CPU
+    decoding (:func:`asr.model.quantize_int8`; the name gets an ``-int8`` suffix)."""
+    path = model_path(name_or_path)
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # corrupt file, not a torch checkpoint

@@ -49,10 +49,11 @@ def eval_options(args, decoder: str):
     from asr.beam import beam_options
     from asr.evalrun import EvalOptions
 
-    if decoder == "default":
-        from asr.checkpoint import load_model
+    if decoder == "default":  # the decoding file next to the checkpoint: no need to load the model
+        from asr.checkpoint import model_path
+        from asr.lmbundle import lm_options
 
-        beam = load_model(args.model, int8=args.int8).decoding
+        beam = lm_options(model_path(args.model))
     else:
         beam = beam_options(args) if decoder == "beam" else None
     opts = EvalOptions(chunk_ms=args.chunk_ms, beam=beam,
